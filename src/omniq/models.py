@@ -1,0 +1,270 @@
+"""OmniQ's records: immutable msgspec structs shared by every backend."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from omniq.errors import TaskFailedError
+
+__all__ = [
+    "EventType",
+    "FileEventStorageConfig",
+    "FileResultStorageConfig",
+    "FileTaskQueueConfig",
+    "MemoryEventStorageConfig",
+    "MemoryResultStorageConfig",
+    "MemoryTaskQueueConfig",
+    "SQLiteEventStorageConfig",
+    "SQLiteResultStorageConfig",
+    "SQLiteTaskQueueConfig",
+    "Schedule",
+    "ScheduleStatus",
+    "Task",
+    "TaskError",
+    "TaskEvent",
+    "TaskResult",
+    "TaskStatus",
+    "WorkerConfig",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is in its life cycle."""
+
+    PENDING = "pending"
+    WAITING = "waiting"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+    @property
+    def is_claimable(self) -> bool:
+        return self in (TaskStatus.PENDING, TaskStatus.RETRYING)
+
+
+_FINAL = frozenset(
+    {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
+)
+
+
+class EventType(enum.StrEnum):
+    """Kinds of life-cycle events."""
+
+    ENQUEUED = "enqueued"
+    EXECUTING = "executing"
+    COMPLETE = "complete"
+    ERROR = "error"
+    RETRY = "retry"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    SCHEDULE_PAUSED = "schedule_paused"
+    SCHEDULE_RESUMED = "schedule_resumed"
+
+
+class TaskError(msgspec.Struct, frozen=True, kw_only=True):
+    """An exception raised by a task, recorded as plain text."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, traceback: str | None = None) -> TaskError:
+        return cls(type=type(exc).__qualname__, message=str(exc), traceback=traceback)
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True):
+    """A unit of work as stored in a task queue.
+
+    ``payload`` holds the encoded function reference and arguments (see
+    :mod:`omniq.serialization`); ``func_name`` is a readable name for listings.
+    """
+
+    id: str
+    func_name: str
+    payload: bytes
+    queue_name: str = "default"
+    priority: int = 0
+    status: TaskStatus = TaskStatus.PENDING
+    created_at: datetime
+    run_at: datetime
+    expires_at: datetime | None = None
+    result_ttl: float | None = None
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    depends_on: tuple[str, ...] = ()
+    key: str | None = None
+    schedule_id: str | None = None
+    attempts: int = 0
+    worker_id: str | None = None
+    lease_until: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: TaskError | None = None
+
+    def evolve(self, **changes: Any) -> Task:
+        """A copy with some fields changed."""
+        return msgspec.structs.replace(self, **changes)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+
+class TaskResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of a finished task: its value or its error."""
+
+    task_id: str
+    status: TaskStatus
+    value: Any = None
+    error: TaskError | None = None
+    attempts: int = 0
+    queue_name: str = "default"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker_id: str | None = None
+    schedule_id: str | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TaskStatus.SUCCESS
+
+    def unwrap(self) -> Any:
+        """The value, or raise :class:`~omniq.errors.TaskFailedError` with the remote error."""
+        if self.status is TaskStatus.SUCCESS:
+            return self.value
+        raise TaskFailedError(self.task_id, self.error)
+
+
+class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One step in a task's (or a schedule's) life cycle."""
+
+    task_id: str
+    type: EventType
+    timestamp: datetime
+    queue_name: str | None = None
+    worker_id: str | None = None
+    attempt: int | None = None
+    duration: float | None = None
+    error: TaskError | None = None
+    schedule_id: str | None = None
+
+
+class ScheduleStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    FINISHED = "finished"
+
+
+class Schedule(msgspec.Struct, frozen=True, kw_only=True):
+    """A recurring or one-off enqueue of a function (fired by the scheduler)."""
+
+    id: str
+    func_name: str
+    payload: bytes
+    queue_name: str = "default"
+    cron: str | None = None
+    interval: float | None = None
+    run_at: datetime | None = None
+    timezone: str | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    max_runs: int | None = None
+    status: ScheduleStatus = ScheduleStatus.ACTIVE
+    next_run_at: datetime | None = None
+    run_count: int = 0
+    created_at: datetime | None = None
+    options: dict[str, Any] = {}
+
+    def evolve(self, **changes: Any) -> Schedule:
+        return msgspec.structs.replace(self, **changes)
+
+
+# --- configuration structs: one per component --------------------------------------------------
+
+_Positive = msgspec.Meta(gt=0)
+
+
+class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    project_name: str = "default"
+
+
+class MemoryTaskQueueConfig(_Config, frozen=True, kw_only=True):
+    queues: list[str] | None = None
+
+
+class MemoryResultStorageConfig(_Config, frozen=True, kw_only=True):
+    pass
+
+
+class MemoryEventStorageConfig(_Config, frozen=True, kw_only=True):
+    pass
+
+
+class FileTaskQueueConfig(_Config, frozen=True, kw_only=True):
+    base_dir: str = "./omniq_data"
+    queues: list[str] | None = None
+    storage_options: dict[str, Any] = {}
+
+
+class FileResultStorageConfig(_Config, frozen=True, kw_only=True):
+    base_dir: str = "./omniq_data"
+    storage_options: dict[str, Any] = {}
+
+
+class FileEventStorageConfig(_Config, frozen=True, kw_only=True):
+    base_dir: str = "./omniq_data"
+    storage_options: dict[str, Any] = {}
+
+
+class SQLiteTaskQueueConfig(_Config, frozen=True, kw_only=True):
+    base_dir: str = "./omniq_data"
+    db_path: str | None = None
+    queues: list[str] | None = None
+
+
+class SQLiteResultStorageConfig(_Config, frozen=True, kw_only=True):
+    base_dir: str = "./omniq_data"
+    db_path: str | None = None
+
+
+class SQLiteEventStorageConfig(_Config, frozen=True, kw_only=True):
+    base_dir: str = "./omniq_data"
+    db_path: str | None = None
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_workers: int = 10
+    queues: list[str] | None = None
+    lease_timeout: float = 30.0
+    poll_interval: float = 0.5
+    stop_timeout: float = 30.0
+    worker_id: str | None = None
+
+
+def to_seconds(value: float | timedelta | None) -> float | None:
+    """Seconds from a timedelta or a number (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)

@@ -1,0 +1,10 @@
+"""Task queues: one module per backend, each with an ``Async*`` core and its sync twin."""
+
+from omniq.queue.base import AsyncTaskQueue
+from omniq.queue.memory import AsyncMemoryTaskQueue, MemoryTaskQueue
+
+__all__ = [
+    "AsyncMemoryTaskQueue",
+    "AsyncTaskQueue",
+    "MemoryTaskQueue",
+]

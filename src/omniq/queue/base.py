@@ -1,0 +1,363 @@
+"""The task-queue contract: public behaviour here, small atomic primitives in each backend.
+
+A backend subclasses :class:`AsyncTaskQueue` and implements the underscore primitives. Each
+primitive must be atomic with respect to every other process using the same storage; the
+docstrings say exactly what each one guarantees. Validation, defaults and status rules live here,
+once.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from omniq.config import Settings, get_settings
+from omniq.errors import ConfigError
+from omniq.models import Task, TaskStatus, to_seconds, utcnow
+from omniq.serialization import Serializer, func_name
+
+__all__ = ["AsyncTaskQueue", "CLAIMABLE", "FINAL", "new_id"]
+
+CLAIMABLE = (TaskStatus.PENDING, TaskStatus.RETRYING)
+FINAL = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
+_ENQUEUE_OPTIONS = frozenset(
+    {
+        "func", "func_args", "args", "queue_name", "priority", "run_at", "run_in", "ttl",
+        "result_ttl", "max_retries", "retry_delay", "timeout", "depends_on", "key", "schedule_id",
+    }
+)
+
+
+def new_id() -> str:
+    """A new task id: time-ordered, unique across hosts."""
+    return uuid.uuid7().hex if hasattr(uuid, "uuid7") else uuid.uuid4().hex
+
+
+class AsyncTaskQueue(abc.ABC):
+    """Stores tasks in named queues with priorities, delays, TTL and leases."""
+
+    def __init__(
+        self,
+        *,
+        project_name: str | None = None,
+        queues: Sequence[str] | None = None,
+        serializer: Serializer | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.project_name = project_name or self.settings.PROJECT_NAME
+        _check_name("project_name", self.project_name)
+        if isinstance(queues, str):
+            queues = [q.strip() for q in queues.split(",") if q.strip()]
+        if queues is not None:
+            if not queues:
+                raise ConfigError("queues: give at least one queue name, or None for any")
+            for name in queues:
+                _check_name("queues", name)
+        self.queues: list[str] | None = list(queues) if queues is not None else None
+        self.serializer = serializer or Serializer(
+            self.settings.SECRET_KEY, allow_pickle=self.settings.ALLOW_PICKLE
+        )
+
+    # --- enqueueing ------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        func: Callable[..., Any] | str,
+        func_args: Mapping[str, Any] | None = None,
+        *,
+        args: Sequence[Any] = (),
+        queue_name: str = "default",
+        priority: int = 0,
+        run_at: datetime | None = None,
+        run_in: timedelta | float | None = None,
+        ttl: timedelta | float | None = None,
+        result_ttl: timedelta | float | None = None,
+        max_retries: int | None = None,
+        retry_delay: timedelta | float | None = None,
+        timeout: timedelta | float | None = None,
+        depends_on: Sequence[str] | None = None,
+        key: str | None = None,
+        schedule_id: str | None = None,
+    ) -> str:
+        """Store a task and return its id (an existing live task's id when ``key`` matches)."""
+        task = self.build_task(
+            func, func_args, args=args, queue_name=queue_name, priority=priority, run_at=run_at,
+            run_in=run_in, ttl=ttl, result_ttl=result_ttl, max_retries=max_retries,
+            retry_delay=retry_delay, timeout=timeout, depends_on=depends_on, key=key,
+            schedule_id=schedule_id,
+        )
+        (task_id,) = await self._insert([task])
+        return task_id
+
+    async def enqueue_many(self, calls: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Store many tasks at once; each item holds :meth:`enqueue`'s arguments by name."""
+        tasks = []
+        for i, call in enumerate(calls):
+            unknown = set(call) - _ENQUEUE_OPTIONS
+            if unknown:
+                raise ConfigError(
+                    f"enqueue_many item {i}: unknown option(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(_ENQUEUE_OPTIONS)}"
+                )
+            if "func" not in call:
+                raise ConfigError(f"enqueue_many item {i}: 'func' is required")
+            options = dict(call)
+            tasks.append(self.build_task(options.pop("func"), options.pop("func_args", None), **options))
+        return await self._insert(tasks) if tasks else []
+
+    def build_task(
+        self,
+        func: Callable[..., Any] | str,
+        func_args: Mapping[str, Any] | None = None,
+        *,
+        args: Sequence[Any] = (),
+        queue_name: str = "default",
+        priority: int = 0,
+        run_at: datetime | None = None,
+        run_in: timedelta | float | None = None,
+        ttl: timedelta | float | None = None,
+        result_ttl: timedelta | float | None = None,
+        max_retries: int | None = None,
+        retry_delay: timedelta | float | None = None,
+        timeout: timedelta | float | None = None,
+        depends_on: Sequence[str] | None = None,
+        key: str | None = None,
+        schedule_id: str | None = None,
+    ) -> Task:
+        """Validate enqueue arguments and encode them into a :class:`Task` (no I/O)."""
+        if self.queues is not None and queue_name not in self.queues:
+            raise ConfigError(
+                f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
+            )
+        _check_name("queue_name", queue_name)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ConfigError(f"priority must be an int, got {priority!r}")
+        if func_args is not None and not isinstance(func_args, Mapping):
+            raise ConfigError(f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}")
+        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            raise ConfigError(f"args must be a list or tuple of positional arguments, got {args!r}")
+        if run_at is not None and run_in is not None:
+            raise ConfigError("give run_at or run_in, not both")
+        now = utcnow()
+        if run_at is not None:
+            if not isinstance(run_at, datetime):
+                raise ConfigError(f"run_at must be a datetime, got {run_at!r}")
+            eta = run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)
+        elif run_in is not None:
+            eta = now + timedelta(seconds=_seconds("run_in", run_in, allow_zero=True))
+        else:
+            eta = now
+        settings = self.settings
+        ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
+        result_ttl_s = _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
+        retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
+        if not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        delay = settings.RETRY_DELAY if retry_delay is None else _seconds("retry_delay", retry_delay, allow_zero=True)
+        timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
+        deps = tuple(depends_on or ())
+        if deps:
+            raise ConfigError("depends_on is not supported by this version of OmniQ yet")
+        if key is not None and not isinstance(key, str):
+            raise ConfigError(f"key must be a str, got {key!r}")
+        payload = self.serializer.encode_call(func, tuple(args), dict(func_args or {}))
+        return Task(
+            id=new_id(),
+            func_name=func_name(getattr(func, "__omniq_func__", func)),
+            payload=payload,
+            queue_name=queue_name,
+            priority=priority,
+            status=TaskStatus.WAITING if deps else TaskStatus.PENDING,
+            created_at=now,
+            run_at=eta,
+            expires_at=eta + timedelta(seconds=ttl_s) if ttl_s is not None else None,
+            result_ttl=result_ttl_s,
+            max_retries=retries,
+            retry_delay=delay,
+            timeout=timeout_s,
+            depends_on=deps,
+            key=key,
+            schedule_id=schedule_id,
+        )
+
+    # --- inspection and control ------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with that id, or None."""
+        return await self._get(task_id)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task that has not finished; a running one is asked to stop. True if it was live."""
+        task = await self._transition(
+            task_id,
+            (TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.RETRYING, TaskStatus.RUNNING),
+            status=TaskStatus.CANCELLED,
+            finished_at=utcnow(),
+            lease_until=None,
+        )
+        return task is not None
+
+    async def requeue(self, task_id: str) -> bool:
+        """Put a FAILED, CANCELLED or EXPIRED task back to PENDING with fresh attempts."""
+        task = await self._transition(
+            task_id,
+            (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED),
+            status=TaskStatus.PENDING,
+            attempts=0,
+            run_at=utcnow(),
+            expires_at=None,
+            worker_id=None,
+            lease_until=None,
+            started_at=None,
+            finished_at=None,
+            error=None,
+        )
+        return task is not None
+
+    async def list_tasks(
+        self, queue_name: str | None = None, status: TaskStatus | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        """Tasks, oldest first, filtered by queue and status."""
+        return await self._list(queue_name, _status(status), limit)
+
+    async def count(self, queue_name: str | None = None, status: TaskStatus | str | None = None) -> int:
+        """How many tasks match."""
+        return await self._count(queue_name, _status(status))
+
+    async def purge(self, queue_name: str | None = None) -> int:
+        """Delete every task that is not running (of one queue, or all); returns how many."""
+        return await self._purge(queue_name)
+
+    # --- worker side -----------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        queues: Sequence[str] | None = None,
+        limit: int = 1,
+        lease_timeout: float = 30.0,
+    ) -> list[Task]:
+        """Atomically take up to ``limit`` due tasks, leased to ``worker_id``.
+
+        Order: the position of the task's queue in ``queues`` (default: this object's queues,
+        else all queues alike), then priority (higher first), then enqueue order. Tasks whose
+        lease lapsed are taken again. Each claim increments ``attempts``.
+        """
+        now = utcnow()
+        return await self._claim(
+            worker_id, list(queues) if queues else self.queues, limit, now,
+            now + timedelta(seconds=lease_timeout),
+        )
+
+    async def renew(self, worker_id: str, task_ids: Sequence[str], lease_timeout: float) -> set[str]:
+        """Extend the leases of tasks ``worker_id`` holds; returns the ids it still holds."""
+        if not task_ids:
+            return set()
+        return set(await self._renew(worker_id, list(task_ids), utcnow() + timedelta(seconds=lease_timeout)))
+
+    async def finish(self, worker_id: str, tasks: Sequence[Task]) -> set[str]:
+        """Write the outcome of claimed tasks (status, error, run_at for a retry).
+
+        Only tasks still RUNNING under ``worker_id`` with the same attempt count are written;
+        returns the ids written. A task cancelled or re-claimed meanwhile is left alone.
+        """
+        if not tasks:
+            return set()
+        return set(await self._finish(worker_id, list(tasks)))
+
+    async def wait_for_tasks(self, timeout: float) -> None:
+        """Return when a task may have become available, or after ``timeout`` seconds."""
+        import asyncio
+
+        await asyncio.sleep(timeout)
+
+    async def close(self) -> None:
+        """Release connections and files."""
+
+    async def __aenter__(self) -> AsyncTaskQueue:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    # --- primitives --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _insert(self, tasks: list[Task]) -> list[str]:
+        """Store all tasks in one atomic step; returns their ids in order.
+
+        A task whose ``key`` matches a stored task that is not final is not stored: that
+        task's id is returned in its place.
+        """
+
+    @abc.abstractmethod
+    async def _get(self, task_id: str) -> Task | None:
+        """The stored task, or None."""
+
+    @abc.abstractmethod
+    async def _claim(
+        self, worker_id: str, queues: list[str] | None, limit: int, now: datetime, lease_until: datetime
+    ) -> list[Task]:
+        """Atomically move up to ``limit`` tasks to RUNNING and return them as stored.
+
+        Candidates: PENDING or RETRYING with ``run_at <= now``, and RUNNING with
+        ``lease_until < now`` (a lost worker). Only queues in ``queues`` (all when None), ordered
+        by queue position, priority descending, then insertion order. Each taken task gets
+        ``worker_id``, ``lease_until``, ``attempts + 1`` and ``started_at = now``. No task may be
+        returned to two concurrent callers.
+        """
+
+    @abc.abstractmethod
+    async def _renew(self, worker_id: str, task_ids: list[str], lease_until: datetime) -> list[str]:
+        """Set ``lease_until`` on those tasks still RUNNING under ``worker_id``; return their ids."""
+
+    @abc.abstractmethod
+    async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        """Store each task's new state if it is still RUNNING under ``worker_id`` with the same
+        ``attempts``; atomic per task. Returns the ids written."""
+
+    @abc.abstractmethod
+    async def _transition(self, task_id: str, from_statuses: tuple[TaskStatus, ...], **changes: Any) -> Task | None:
+        """If the task's status is one of ``from_statuses``, apply ``changes`` atomically and
+        return the new task; else None."""
+
+    @abc.abstractmethod
+    async def _list(self, queue_name: str | None, status: TaskStatus | None, limit: int) -> list[Task]:
+        """Up to ``limit`` tasks in insertion order."""
+
+    @abc.abstractmethod
+    async def _count(self, queue_name: str | None, status: TaskStatus | None) -> int:
+        """How many tasks match."""
+
+    @abc.abstractmethod
+    async def _purge(self, queue_name: str | None) -> int:
+        """Delete tasks that are not RUNNING; return how many."""
+
+
+def _check_name(field: str, value: object) -> None:
+    if not isinstance(value, str) or not value or len(value) > 200 or any(c in value for c in "/\\\0"):
+        raise ConfigError(f"{field} must be a non-empty name without '/', '\\\\' or NUL, got {value!r}")
+
+
+def _seconds(field: str, value: timedelta | float, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (timedelta, int, float)):
+        raise ConfigError(f"{field} must be a timedelta or a number of seconds, got {value!r}")
+    seconds = to_seconds(value)
+    assert seconds is not None
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ConfigError(f"{field} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
+    return seconds
+
+
+def _status(status: TaskStatus | str | None) -> TaskStatus | None:
+    if status is None:
+        return None
+    try:
+        return TaskStatus(status)
+    except ValueError as exc:
+        raise ConfigError(f"status {status!r} is not one of {[s.value for s in TaskStatus]}") from exc

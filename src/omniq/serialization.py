@@ -1,0 +1,228 @@
+"""How functions, arguments and results travel through storage.
+
+Values that MessagePack represents exactly (``None``, ``bool``, ``int``, ``float``, ``str``,
+``bytes``, and lists / str-keyed dicts of those) are encoded natively by msgspec. Anything else
+(tuples, sets, datetimes, dataclasses, closures, ...) is pickled with dill and embedded as a
+tagged MessagePack extension, so it decodes to the very same type. With a ``secret_key`` every
+pickle is HMAC-SHA256 signed and unsigned or tampered pickles are refused; ``allow_pickle=False``
+refuses pickles altogether.
+
+Functions travel by import path (``"package.module:qualname"``) when that path resolves to the
+same object, else by value (lambdas, closures, functions defined in ``__main__`` or a notebook).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import dill
+import msgspec
+
+from omniq.errors import SerializationError, SignatureError
+from omniq.models import TaskResult
+
+__all__ = ["Serializer", "func_name", "resolve_import_path"]
+
+_EXT_PICKLE = 1
+_EXT_SIGNED_PICKLE = 2
+_MAC_SIZE = 32
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def resolve_import_path(path: str) -> Any:
+    """The object named by ``"pkg.mod:qualname"`` (or ``"pkg.mod.name"``)."""
+    if ":" in path:
+        module_name, _, qualname = path.partition(":")
+    else:
+        module_name, _, qualname = path.rpartition(".")
+    if not module_name or not qualname:
+        raise SerializationError(
+            f"invalid import path {path!r}: expected 'package.module:function'"
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SerializationError(f"cannot import module {module_name!r} for {path!r}: {exc}") from exc
+    for part in qualname.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise SerializationError(f"{path!r}: module {module_name!r} has no {qualname!r}") from exc
+    return obj
+
+
+def _import_path(func: Callable[..., Any]) -> str | None:
+    """The import path that resolves back to ``func``, if there is one."""
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    path = f"{module}:{qualname}"
+    try:
+        return path if resolve_import_path(path) is func else None
+    except SerializationError:
+        return None
+
+
+def func_name(func: Callable[..., Any] | str) -> str:
+    """A readable name for listings."""
+    if isinstance(func, str):
+        return func
+    module = getattr(func, "__module__", None) or "?"
+    return f"{module}:{getattr(func, '__qualname__', repr(func))}"
+
+
+class Serializer:
+    """Encodes calls and values; see the module docstring for the format."""
+
+    def __init__(self, secret_key: str | bytes | None = None, allow_pickle: bool = True) -> None:
+        if isinstance(secret_key, str):
+            secret_key = secret_key.encode()
+        self._key = secret_key or None
+        self.allow_pickle = allow_pickle
+        self._decoder = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
+        self._result_decoder = msgspec.msgpack.Decoder(TaskResult, ext_hook=self._ext_hook)
+        self._func_refs: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._funcs: dict[Any, Callable[..., Any]] = {}
+
+    # --- values ----------------------------------------------------------------------------------
+
+    def encode_value(self, value: Any, *, what: str = "value") -> bytes:
+        """Encode one value (a task's result, say)."""
+        return _encoder.encode(self._wire(value, what))
+
+    def decode_value(self, data: bytes) -> Any:
+        return self._decode(data)
+
+    def encode_result(self, result: TaskResult) -> bytes:
+        """Encode a whole :class:`~omniq.models.TaskResult` (its value as :meth:`encode_value`)."""
+        wire = msgspec.structs.replace(result, value=self._wire(result.value, "task result"))
+        return _encoder.encode(wire)
+
+    def decode_result(self, data: bytes) -> TaskResult:
+        try:
+            return self._result_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise SerializationError(f"corrupt stored result: {exc}") from exc
+
+    # --- calls -----------------------------------------------------------------------------------
+
+    def encode_call(
+        self,
+        func: Callable[..., Any] | str,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> bytes:
+        """Encode a function reference with its arguments; names the argument that fails."""
+        ref = self._func_ref(func)
+        wire_args = [self._wire(a, f"positional argument {i}") for i, a in enumerate(args)]
+        wire_kwargs = {}
+        for name, value in (kwargs or {}).items():
+            if not isinstance(name, str):
+                raise SerializationError(f"keyword argument names must be str, got {name!r}")
+            wire_kwargs[name] = self._wire(value, f"argument {name!r}")
+        return _encoder.encode((ref, wire_args, wire_kwargs))
+
+    def decode_call(self, payload: bytes) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
+        """The function, positional and keyword arguments of an encoded call."""
+        decoded = self._decode(payload)
+        try:
+            ref, args, kwargs = decoded
+        except (TypeError, ValueError) as exc:
+            raise SerializationError("corrupt task payload: expected [function, args, kwargs]") from exc
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise SerializationError("corrupt task payload: arguments are not a list and a dict")
+        if isinstance(ref, str):
+            func = self._funcs.get(ref)
+            if func is None:
+                func = resolve_import_path(ref)
+                self._funcs[ref] = func
+        else:
+            func = ref
+        if not callable(func):
+            raise SerializationError(f"task function {ref!r} is not callable")
+        return func, args, kwargs
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _func_ref(self, func: Callable[..., Any] | str) -> Any:
+        if isinstance(func, str):
+            if ":" not in func and "." not in func:
+                raise SerializationError(
+                    f"invalid import path {func!r}: expected 'package.module:function'"
+                )
+            return func
+        if not callable(func):
+            raise SerializationError(f"task function must be callable or an import path, got {func!r}")
+        target = getattr(func, "__omniq_func__", func)  # @oq.task wrappers travel as their function
+        try:
+            return self._func_refs[target]
+        except (KeyError, TypeError):
+            pass
+        ref = _import_path(target) or self._pickle(target, f"function {func_name(target)}")
+        try:
+            self._func_refs[target] = ref
+        except TypeError:
+            pass
+        return ref
+
+    def _wire(self, value: Any, what: str) -> Any:
+        kind = type(value)
+        if kind is str or kind is float or kind is bool or value is None or kind is bytes:
+            return value
+        if kind is int:
+            return value if _INT_MIN <= value <= _INT_MAX else self._pickle(value, what)
+        if kind is list:
+            return [self._wire(v, what) for v in value]
+        if kind is dict and all(type(k) is str for k in value):
+            return {k: self._wire(v, what) for k, v in value.items()}
+        return self._pickle(value, what)
+
+    def _pickle(self, value: Any, what: str) -> msgspec.msgpack.Ext:
+        if not self.allow_pickle:
+            raise SerializationError(
+                f"{what} of type {type(value).__qualname__} needs pickling, "
+                "which is disabled (allow_pickle=False)"
+            )
+        try:
+            data = dill.dumps(value, recurse=True)
+        except Exception as exc:  # dill raises many types for unpicklable objects
+            raise SerializationError(
+                f"{what} of type {type(value).__qualname__} cannot be serialized: {exc}"
+            ) from exc
+        if self._key is None:
+            return msgspec.msgpack.Ext(_EXT_PICKLE, data)
+        mac = hmac.new(self._key, data, hashlib.sha256).digest()
+        return msgspec.msgpack.Ext(_EXT_SIGNED_PICKLE, mac + data)
+
+    def _ext_hook(self, code: int, data: memoryview) -> Any:
+        if code not in (_EXT_PICKLE, _EXT_SIGNED_PICKLE):
+            raise SerializationError(f"unknown payload extension {code}")
+        if not self.allow_pickle:
+            raise SerializationError("payload contains a pickle, which is disabled (allow_pickle=False)")
+        raw = bytes(data)
+        if self._key is not None:
+            if code != _EXT_SIGNED_PICKLE:
+                raise SignatureError("refusing an unsigned pickle (a secret key is configured)")
+            mac, raw = raw[:_MAC_SIZE], raw[_MAC_SIZE:]
+            if not hmac.compare_digest(mac, hmac.new(self._key, raw, hashlib.sha256).digest()):
+                raise SignatureError("refusing a pickle whose signature does not match")
+        elif code == _EXT_SIGNED_PICKLE:
+            raw = raw[_MAC_SIZE:]
+        try:
+            return dill.loads(raw)
+        except Exception as exc:
+            raise SerializationError(f"cannot unpickle payload: {exc}") from exc
+
+    def _decode(self, data: bytes) -> Any:
+        try:
+            return self._decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise SerializationError(f"corrupt payload: {exc}") from exc

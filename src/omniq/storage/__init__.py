@@ -1,0 +1,18 @@
+"""Result and event storages: one module per backend, each with an ``Async*`` core and its sync twin."""
+
+from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
+from omniq.storage.memory import (
+    AsyncMemoryEventStorage,
+    AsyncMemoryResultStorage,
+    MemoryEventStorage,
+    MemoryResultStorage,
+)
+
+__all__ = [
+    "AsyncEventStorage",
+    "AsyncMemoryEventStorage",
+    "AsyncMemoryResultStorage",
+    "AsyncResultStorage",
+    "MemoryEventStorage",
+    "MemoryResultStorage",
+]
