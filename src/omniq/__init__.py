@@ -1,6 +1,37 @@
 """OmniQ: a fast, embeddable task queue with interchangeable backends."""
 
-from omniq.errors import OmniQError, TaskFailedError
+from omniq.context import TaskContext, current_task
+from omniq.errors import (
+    ConfigError,
+    OmniQError,
+    SerializationError,
+    StorageError,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from omniq.facade import AsyncOmniQ, OmniQ
+from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus
+from omniq.task_function import TaskFunction
 
-__all__ = ["OmniQError", "TaskFailedError"]
+__all__ = [
+    "AsyncOmniQ",
+    "ConfigError",
+    "EventType",
+    "OmniQ",
+    "OmniQError",
+    "SerializationError",
+    "StorageError",
+    "Task",
+    "TaskCancelledError",
+    "TaskContext",
+    "TaskError",
+    "TaskEvent",
+    "TaskFailedError",
+    "TaskFunction",
+    "TaskResult",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "current_task",
+]
 __version__ = "0.1.0"

@@ -30,6 +30,9 @@ __all__ = ["Serializer", "func_name", "resolve_import_path"]
 
 _EXT_PICKLE = 1
 _EXT_SIGNED_PICKLE = 2
+_EXT_FUNC = 3  # a function by value: decoded once per distinct payload, then cached
+_EXT_SIGNED_FUNC = 4
+_FUNC_CACHE_SIZE = 512
 _MAC_SIZE = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
@@ -66,9 +69,11 @@ def _import_path(func: Callable[..., Any]) -> str | None:
         return None
     path = f"{module}:{qualname}"
     try:
-        return path if resolve_import_path(path) is func else None
+        found = resolve_import_path(path)
     except SerializationError:
         return None
+    # A module-level @oq.task wrapper resolves to the wrapper, which calls the function.
+    return path if found is func or getattr(found, "__omniq_func__", None) is func else None
 
 
 def func_name(func: Callable[..., Any] | str) -> str:
@@ -166,7 +171,7 @@ class Serializer:
             return self._func_refs[target]
         except (KeyError, TypeError):
             pass
-        ref = _import_path(target) or self._pickle(target, f"function {func_name(target)}")
+        ref = _import_path(target) or self._pickle(target, f"function {func_name(target)}", func=True)
         try:
             self._func_refs[target] = ref
         except TypeError:
@@ -185,7 +190,7 @@ class Serializer:
             return {k: self._wire(v, what) for k, v in value.items()}
         return self._pickle(value, what)
 
-    def _pickle(self, value: Any, what: str) -> msgspec.msgpack.Ext:
+    def _pickle(self, value: Any, what: str, func: bool = False) -> msgspec.msgpack.Ext:
         if not self.allow_pickle:
             raise SerializationError(
                 f"{what} of type {type(value).__qualname__} needs pickling, "
@@ -198,23 +203,34 @@ class Serializer:
                 f"{what} of type {type(value).__qualname__} cannot be serialized: {exc}"
             ) from exc
         if self._key is None:
-            return msgspec.msgpack.Ext(_EXT_PICKLE, data)
+            return msgspec.msgpack.Ext(_EXT_FUNC if func else _EXT_PICKLE, data)
         mac = hmac.new(self._key, data, hashlib.sha256).digest()
-        return msgspec.msgpack.Ext(_EXT_SIGNED_PICKLE, mac + data)
+        return msgspec.msgpack.Ext(_EXT_SIGNED_FUNC if func else _EXT_SIGNED_PICKLE, mac + data)
 
     def _ext_hook(self, code: int, data: memoryview) -> Any:
-        if code not in (_EXT_PICKLE, _EXT_SIGNED_PICKLE):
+        if code not in (_EXT_PICKLE, _EXT_SIGNED_PICKLE, _EXT_FUNC, _EXT_SIGNED_FUNC):
             raise SerializationError(f"unknown payload extension {code}")
         if not self.allow_pickle:
             raise SerializationError("payload contains a pickle, which is disabled (allow_pickle=False)")
         raw = bytes(data)
+        if code in (_EXT_FUNC, _EXT_SIGNED_FUNC):
+            cached = self._funcs.get(raw)
+            if cached is None:
+                cached = self._unpickle(code == _EXT_SIGNED_FUNC, raw)
+                if len(self._funcs) >= _FUNC_CACHE_SIZE:
+                    self._funcs.clear()
+                self._funcs[raw] = cached
+            return cached
+        return self._unpickle(code == _EXT_SIGNED_PICKLE, raw)
+
+    def _unpickle(self, signed: bool, raw: bytes) -> Any:
         if self._key is not None:
-            if code != _EXT_SIGNED_PICKLE:
+            if not signed:
                 raise SignatureError("refusing an unsigned pickle (a secret key is configured)")
             mac, raw = raw[:_MAC_SIZE], raw[_MAC_SIZE:]
             if not hmac.compare_digest(mac, hmac.new(self._key, raw, hashlib.sha256).digest()):
                 raise SignatureError("refusing a pickle whose signature does not match")
-        elif code == _EXT_SIGNED_PICKLE:
+        elif signed:
             raw = raw[_MAC_SIZE:]
         try:
             return dill.loads(raw)

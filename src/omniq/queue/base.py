@@ -9,7 +9,7 @@ once.
 from __future__ import annotations
 
 import abc
-import uuid
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,8 +32,8 @@ _ENQUEUE_OPTIONS = frozenset(
 
 
 def new_id() -> str:
-    """A new task id: time-ordered, unique across hosts."""
-    return uuid.uuid7().hex if hasattr(uuid, "uuid7") else uuid.uuid4().hex
+    """A new random task id (128 bits, hex)."""
+    return os.urandom(16).hex()
 
 
 class AsyncTaskQueue(abc.ABC):

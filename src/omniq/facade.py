@@ -1,0 +1,244 @@
+"""``AsyncOmniQ`` and its sync twin ``OmniQ``: one object holding a task queue, a result store,
+an event store and a worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from omniq._sync import SyncTwin, as_async
+from omniq.config import Settings, get_settings
+from omniq.errors import ConfigError, TaskCancelledError
+from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
+from omniq.task_function import TaskFunction
+from omniq.workers import AsyncThreadPoolWorker, AsyncWorker, BaseWorker
+from omniq.workers._events import EventBuffer
+
+__all__ = ["WORKER_TYPES", "AsyncOmniQ", "OmniQ"]
+
+WORKER_TYPES: dict[str, type[BaseWorker]] = {
+    "async": AsyncWorker,
+    "thread": AsyncThreadPoolWorker,
+    "thread_pool": AsyncThreadPoolWorker,
+}
+
+
+def _default_components(project_name: str, base_dir: str, settings: Settings) -> tuple[Any, Any, Any]:
+    from omniq.queue.sqlite import AsyncSQLiteTaskQueue
+    from omniq.storage.sqlite import AsyncSQLiteEventStorage, AsyncSQLiteResultStorage
+
+    db_path = os.path.join(base_dir, "omniq.db")
+    return (
+        AsyncSQLiteTaskQueue(project_name=project_name, db_path=db_path, settings=settings),
+        AsyncSQLiteResultStorage(project_name=project_name, db_path=db_path, settings=settings),
+        AsyncSQLiteEventStorage(project_name=project_name, db_path=db_path, settings=settings),
+    )
+
+
+class AsyncOmniQ:
+    """Task queue, result store, event store and worker behind one object.
+
+    With no arguments everything is embedded SQLite under ``Settings.BASE_DIR``
+    (``OMNIQ_BASE_DIR``). Components may be given as either twin, from any backend.
+    """
+
+    def __init__(
+        self,
+        project_name: str | None = None,
+        task_queue: Any | None = None,
+        result_store: Any | None = None,
+        event_store: Any | None = None,
+        worker: str | type[BaseWorker] | None = None,
+        worker_config: Mapping[str, Any] | None = None,
+        *,
+        base_dir: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        """
+        Args:
+            project_name: namespace for the default components (default: ``Settings.PROJECT_NAME``).
+            task_queue, result_store, event_store: components; the missing ones default to
+                SQLite under ``base_dir`` when no task queue is given. Pass ``event_store=False``
+                to log no events.
+            worker: ``"async"``, ``"thread"``/``"thread_pool"`` or a worker class
+                (default: ``Settings.DEFAULT_WORKER``).
+            worker_config: keyword arguments for the worker (``max_workers``, ``queues``, ...).
+        """
+        self.settings = settings or get_settings()
+        self.project_name = project_name or self.settings.PROJECT_NAME
+        if task_queue is None:
+            queue, results, events = _default_components(
+                self.project_name, base_dir or self.settings.BASE_DIR, self.settings
+            )
+            result_store = results if result_store is None else result_store
+            event_store = events if event_store is None else event_store
+            task_queue = queue
+        self.task_queue = as_async(task_queue)
+        self.result_store = as_async(result_store) if result_store else None
+        self.event_store = as_async(event_store) if event_store else None
+        worker = worker or self.settings.DEFAULT_WORKER
+        if isinstance(worker, str):
+            if worker not in WORKER_TYPES:
+                raise ConfigError(f"worker {worker!r} is not one of {sorted(WORKER_TYPES)}")
+            worker = WORKER_TYPES[worker]
+        self.worker_class = worker
+        self.worker_config = dict(worker_config or {})
+        self.worker: BaseWorker | None = None
+        self._events = EventBuffer(self.event_store)
+
+    # --- tasks -------------------------------------------------------------------------------------
+
+    async def enqueue(
+        self, func: Callable[..., Any] | str, func_args: Mapping[str, Any] | None = None, **options: Any
+    ) -> str:
+        """Queue a call of ``func``; options as ``AsyncTaskQueue.enqueue``. Returns the task id."""
+        task_id = await self.task_queue.enqueue(func, func_args, **options)
+        self._emit_enqueued([task_id], options.get("queue_name", "default"))
+        return task_id
+
+    async def enqueue_many(self, calls: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Queue many calls at once (each a dict of :meth:`enqueue` arguments)."""
+        calls = list(calls)
+        ids = await self.task_queue.enqueue_many(calls)
+        if self._events.enabled:
+            for task_id, call in zip(ids, calls, strict=True):
+                self._emit_enqueued([task_id], call.get("queue_name", "default"))
+        return ids
+
+    def _emit_enqueued(self, ids: Sequence[str], queue_name: str) -> None:
+        if not self._events.enabled:
+            return
+        self._events.start()
+        now = utcnow()
+        for task_id in ids:
+            self._events.emit(TaskEvent(task_id=task_id, type=EventType.ENQUEUED, timestamp=now, queue_name=queue_name))
+
+    def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Decorator: ``@oq.task(queue_name="low", max_retries=5)`` adds ``.enqueue(*args, **kwargs)``."""
+        if func is not None:
+            return TaskFunction(func, self.enqueue, options)
+        return lambda f: TaskFunction(f, self.enqueue, options)
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The stored task, or None."""
+        return await self.task_queue.get_task(task_id)
+
+    async def get_result(
+        self, task_id: str, wait: bool = False, timeout: float | None = None
+    ) -> TaskResult | None:
+        """The task's result; with ``wait``, block until it exists (``TimeoutError`` after ``timeout``)."""
+        if self.result_store is None:
+            raise ConfigError("result_store: this OmniQ has no result store")
+        return await self.result_store.get(task_id, wait=wait, timeout=timeout)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task that has not finished; a running one is asked to stop."""
+        before = await self.task_queue.get_task(task_id)
+        if not await self.task_queue.cancel(task_id):
+            return False
+        if before is not None and before.status is not TaskStatus.RUNNING:
+            error = TaskError.from_exception(TaskCancelledError("cancelled before it ran"))
+            if self.result_store is not None:
+                now = utcnow()
+                await self.result_store.put(TaskResult(
+                    task_id=task_id, status=TaskStatus.CANCELLED, error=error, attempts=before.attempts,
+                    queue_name=before.queue_name, finished_at=now, schedule_id=before.schedule_id,
+                ))
+            if self._events.enabled:
+                self._events.start()
+                self._events.emit(TaskEvent(
+                    task_id=task_id, type=EventType.CANCELLED, timestamp=utcnow(),
+                    queue_name=before.queue_name, error=error,
+                ))
+        return True
+
+    async def requeue(self, task_id: str) -> bool:
+        """Put a failed, cancelled or expired task back in its queue."""
+        ok = await self.task_queue.requeue(task_id)
+        if ok and self.result_store is not None:
+            await self.result_store.delete(task_id)
+        return ok
+
+    async def list_tasks(
+        self, queue_name: str | None = None, status: TaskStatus | str | None = None, limit: int = 100
+    ) -> list[Task]:
+        """Tasks filtered by queue and status."""
+        return await self.task_queue.list_tasks(queue_name, status, limit)
+
+    async def count(self, queue_name: str | None = None, status: TaskStatus | str | None = None) -> int:
+        """How many tasks match."""
+        return await self.task_queue.count(queue_name, status)
+
+    async def purge(self, queue_name: str | None = None) -> int:
+        """Delete tasks that are not running."""
+        return await self.task_queue.purge(queue_name)
+
+    async def get_events(
+        self,
+        task_id: str | None = None,
+        event_type: EventType | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[TaskEvent]:
+        """Stored events (after flushing this object's pending ones)."""
+        if self.event_store is None:
+            return []
+        await self._events.flush()
+        if self.worker is not None:
+            await self.worker._events.flush()
+        return await self.event_store.get_events(task_id, event_type, since, until, limit)
+
+    # --- worker ------------------------------------------------------------------------------------
+
+    async def start_worker(self, **overrides: Any) -> None:
+        """Start the configured worker in the background (``overrides`` update ``worker_config``)."""
+        if self.worker is not None:
+            return
+        config = {**self.worker_config, **overrides}
+        try:
+            self.worker = self.worker_class(
+                queue=self.task_queue, result_store=self.result_store, event_store=self.event_store,
+                settings=self.settings, **config,
+            )
+        except TypeError as exc:
+            raise ConfigError(f"worker_config: {exc}") from exc
+        await self.worker.start()
+
+    async def stop_worker(self, timeout: float | None = None) -> None:
+        """Stop the worker gracefully."""
+        if self.worker is not None:
+            worker, self.worker = self.worker, None
+            await worker.stop(timeout)
+
+    async def join(self, timeout: float | None = None) -> None:
+        """Wait until no task is pending, retrying or running (needs a started worker)."""
+        if self.worker is None:
+            raise ConfigError("join: no worker is running; call start_worker() first")
+        await self.worker.join(timeout)
+
+    async def close(self) -> None:
+        """Stop the worker and close every component."""
+        await self.stop_worker()
+        await self._events.close()
+        for component in (self.task_queue, self.result_store, self.event_store):
+            if component is not None:
+                await component.close()
+
+    async def __aenter__(self) -> AsyncOmniQ:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+class OmniQ(SyncTwin, twin=AsyncOmniQ):
+    """Sync twin of :class:`AsyncOmniQ`: the same methods, blocking."""
+
+    def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
+        """Decorator: ``@oq.task(queue_name="low", max_retries=5)`` adds ``.enqueue(*args, **kwargs)``."""
+        if func is not None:
+            return TaskFunction(func, self.enqueue, options)
+        return lambda f: TaskFunction(f, self.enqueue, options)

@@ -1,0 +1,29 @@
+"""``@oq.task``: a function that knows how to enqueue itself."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["TaskFunction"]
+
+
+class TaskFunction:
+    """Wraps a function: calling it runs it here; ``.enqueue(*args, **kwargs)`` queues a run."""
+
+    def __init__(self, func: Callable[..., Any], submit: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.__omniq_func__ = func
+        self._submit = submit
+        self.options = options
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__omniq_func__(*args, **kwargs)
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> Any:
+        """Queue a run with these arguments; returns the task id (awaitable on ``AsyncOmniQ``)."""
+        return self._submit(self.__omniq_func__, kwargs, args=args, **self.options)
+
+    def __repr__(self) -> str:
+        return f"<TaskFunction {getattr(self.__omniq_func__, '__qualname__', self.__omniq_func__)!r}>"

@@ -1,0 +1,7 @@
+"""Workers: one shared core (:mod:`omniq.workers.base`), one module per way of running tasks."""
+
+from omniq.workers.async_worker import AsyncWorker
+from omniq.workers.base import BaseWorker
+from omniq.workers.thread_pool import AsyncThreadPoolWorker, ThreadPoolWorker
+
+__all__ = ["AsyncThreadPoolWorker", "AsyncWorker", "BaseWorker", "ThreadPoolWorker"]

@@ -1,0 +1,473 @@
+"""The worker core shared by every worker type: claim, lease, run, record, retry, events.
+
+A worker type only decides *where* a function runs (:meth:`BaseWorker._execute`): the event
+loop, a thread pool, a process pool, greenlets. Everything else happens here, on the event loop
+that owns the storages.
+
+Crash reasoning: a claimed task is leased to this worker. Its result is written before the task's
+final status; if the process dies in between, the lease lapses, the task runs again (at least
+once), and the result is overwritten. A task is never claimed by another worker while its lease
+is alive, because leases are renewed every third of ``lease_timeout`` while the task runs and
+until its outcome is written.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from omniq._sync import as_async
+from omniq.config import Settings, get_settings
+from omniq.context import TaskContext
+from omniq.errors import ConfigError, SerializationError, TaskCancelledError, TaskTimeoutError
+from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
+from omniq.retry import retry_delay, should_retry
+from omniq.workers._events import EventBuffer
+
+__all__ = ["BaseWorker"]
+
+logger = logging.getLogger("omniq.worker")
+
+_MAINTENANCE_INTERVAL = 60.0
+_WRITE_RETRY_DELAY = 0.5
+
+
+class _Release(Exception):
+    """Internal: the worker is shutting down; hand the task back without counting a failure."""
+
+
+class BaseWorker(abc.ABC):
+    """Runs tasks from a task queue and records their results and events."""
+
+    def __init__(
+        self,
+        *,
+        queue: Any,
+        result_store: Any | None = None,
+        event_store: Any | None = None,
+        queues: Sequence[str] | str | None = None,
+        max_workers: int | None = None,
+        lease_timeout: float | None = None,
+        poll_interval: float | None = None,
+        stop_timeout: float = 30.0,
+        worker_id: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        """
+        Args:
+            queue: the task queue to consume (either twin).
+            result_store: where results and errors go (optional).
+            event_store: where life-cycle events go (optional; nothing is logged without one).
+            queues: named queues to consume in strict priority order, first = highest
+                (default: those of ``queue``, else all).
+            max_workers: how many tasks run at once.
+            lease_timeout: seconds a claim stays valid without renewal.
+            poll_interval: longest idle wait before looking for tasks again where the backend
+                cannot wake the worker.
+            stop_timeout: how long a graceful stop waits for running tasks.
+        """
+        self.settings = settings or get_settings()
+        if queue is None:
+            raise ConfigError("queue: a task queue is required")
+        self.queue = as_async(queue)
+        self.result_store = as_async(result_store) if result_store is not None else None
+        self.event_store = as_async(event_store) if event_store is not None else None
+        if isinstance(queues, str):
+            queues = [q.strip() for q in queues.split(",") if q.strip()]
+        self.queues = list(queues) if queues else None
+        self.max_workers = _positive("max_workers", max_workers or self.settings.MAX_WORKERS, int)
+        self.lease_timeout = _positive("lease_timeout", lease_timeout or self.settings.LEASE_TIMEOUT, float)
+        self.poll_interval = _positive("poll_interval", poll_interval or self.settings.POLL_INTERVAL, float)
+        self.stop_timeout = float(stop_timeout)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.serializer = getattr(self.queue, "serializer", None)
+        self._events = EventBuffer(self.event_store)
+        self._running: dict[str, tuple[Task, asyncio.Task[None], TaskContext]] = {}
+        self._unwritten: dict[str, Task] = {}
+        self._completions: list[tuple[Task, TaskResult | None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._started = False
+        self._wake: asyncio.Event | None = None
+        self._flush_wanted: asyncio.Event | None = None
+        self._flushed: asyncio.Event | None = None
+        self._done: asyncio.Event | None = None
+        self.processed = 0
+
+    # --- public ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start processing in the background on the running loop; returns at once."""
+        if self._started:
+            return
+        self._started, self._stopping = True, False
+        self._wake, self._flush_wanted = asyncio.Event(), asyncio.Event()
+        self._flushed, self._done = asyncio.Event(), asyncio.Event()
+        await self._setup()
+        self._events.start()
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._claim_loop(), name="omniq-claim"),
+            loop.create_task(self._flush_loop(), name="omniq-flush"),
+            loop.create_task(self._renew_loop(), name="omniq-renew"),
+            loop.create_task(self._maintenance_loop(), name="omniq-maintenance"),
+        ]
+        logger.info("worker %s started (%d slots)", self.worker_id, self.max_workers)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully: no new claims; running tasks get ``timeout`` seconds (default
+        ``stop_timeout``) to finish, then are handed back to the queue; outcomes are written."""
+        if not self._started:
+            return
+        self._stopping = True
+        assert self._wake is not None
+        self._wake.set()
+        claim_task = self._background[0]
+        with contextlib.suppress(asyncio.CancelledError):
+            await claim_task
+        grace = self.stop_timeout if timeout is None else timeout
+        if self._running:
+            pending = [entry[1] for entry in self._running.values()]
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for entry in list(self._running.values()):
+                if entry[1] in still:
+                    entry[2].cancel()
+                    entry[1].cancel(msg="release")
+            if still:
+                await asyncio.wait(still, timeout=5)
+        await self._drain_completions()
+        for task in self._background[1:]:
+            task.cancel()
+        for task in self._background[1:]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._events.close()
+        await self._teardown()
+        self._background = []
+        self._started = False
+        assert self._done is not None
+        self._done.set()
+        logger.info("worker %s stopped after %d tasks", self.worker_id, self.processed)
+
+    async def run(self) -> None:
+        """Process until :meth:`stop` is called or SIGINT/SIGTERM arrives, then stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        installed = []
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop_requested.set)
+                installed.append(sig)
+            except (RuntimeError, ValueError, NotImplementedError):
+                pass  # not the main thread: only stop() ends run()
+        assert self._done is not None
+        done = self._done
+        waiter = loop.create_task(stop_requested.wait())
+        finished = loop.create_task(done.wait())
+        try:
+            await asyncio.wait([waiter, finished], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            finished.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        if self._started:
+            await self.stop()
+
+    async def get_result(self, task_id: str, wait: bool = True, timeout: float | None = None) -> TaskResult | None:
+        """The task's result from the result store (waits by default)."""
+        if self.result_store is None:
+            raise ConfigError("result_store: this worker has no result store")
+        return await self.result_store.get(task_id, wait=wait, timeout=timeout)
+
+    async def join(self, timeout: float | None = None) -> None:
+        """Wait until the queue has no pending, retrying or running task (tests, scripts)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            busy = 0
+            for status in (TaskStatus.PENDING, TaskStatus.RETRYING, TaskStatus.RUNNING):
+                busy += await self.queue.count(status=status)
+            if busy == 0 and not self._completions and not self._unwritten:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"queue still has {busy} unfinished tasks after {timeout} s")
+            await asyncio.sleep(0.01)
+
+    async def __aenter__(self) -> BaseWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.stop()
+
+    # --- execution strategy ------------------------------------------------------------------------
+
+    async def _setup(self) -> None:
+        """Create pools (called by start)."""
+
+    async def _teardown(self) -> None:
+        """Release pools (called by stop)."""
+
+    @abc.abstractmethod
+    async def _execute(
+        self, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext, task: Task
+    ) -> Any:
+        """Run one call and return its value (or raise its exception)."""
+
+    # --- loops -------------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while not self._stopping:
+            free = self.max_workers - len(self._running)
+            if free <= 0:
+                wake.clear()
+                await wake.wait()
+                continue
+            try:
+                tasks = await self.queue.claim(
+                    self.worker_id, queues=self.queues, limit=free, lease_timeout=self.lease_timeout
+                )
+            except Exception:
+                logger.exception("claiming tasks failed; retrying")
+                await self._idle(self.poll_interval)
+                continue
+            if not tasks:
+                await self._idle(self.poll_interval)
+                continue
+            loop = asyncio.get_running_loop()
+            for task in tasks:
+                ctx = TaskContext(task.id, task.attempts, task.queue_name, self.worker_id)
+                runner = loop.create_task(self._run_task(task, ctx))
+                self._running[task.id] = (task, runner, ctx)
+
+    async def _idle(self, timeout: float) -> None:
+        assert self._wake is not None
+        self._wake.clear()
+        waiter = asyncio.ensure_future(self.queue.wait_for_tasks(timeout))
+        stopper = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+
+    async def _renew_loop(self) -> None:
+        interval = min(self.lease_timeout / 3, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._running) + [i for i in self._unwritten if i not in self._running]
+            if not ids:
+                continue
+            try:
+                held = await self.queue.renew(self.worker_id, ids, self.lease_timeout)
+            except Exception:
+                logger.warning("renewing %d leases failed", len(ids), exc_info=True)
+                continue
+            for task_id in ids:
+                entry = self._running.get(task_id)
+                if task_id not in held and entry is not None:
+                    logger.info("task %s was cancelled or lost its lease; stopping it", task_id)
+                    entry[2].cancel()
+                    entry[1].cancel(msg="cancelled")
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_MAINTENANCE_INTERVAL)
+            if self.result_store is not None:
+                try:
+                    await self.result_store.cleanup_expired()
+                except Exception:
+                    logger.warning("result clean-up failed", exc_info=True)
+
+    # --- one task ------------------------------------------------------------------------------------
+
+    async def _run_task(self, task: Task, ctx: TaskContext) -> None:
+        try:
+            outcome = await self._outcome(task, ctx)
+        except BaseException:
+            self._running.pop(task.id, None)
+            raise
+        self._running.pop(task.id, None)
+        assert self._wake is not None
+        self._wake.set()
+        if outcome is not None:
+            self._unwritten[task.id] = outcome[0]
+            self._completions.append(outcome)
+            assert self._flush_wanted is not None
+            self._flush_wanted.set()
+
+    async def _outcome(self, task: Task, ctx: TaskContext) -> tuple[Task, TaskResult | None] | None:
+        now = utcnow()
+        if task.expires_at is not None and task.attempts == 1 and task.expires_at <= now:
+            return self._final(task, TaskStatus.EXPIRED, error=TaskError(
+                type="TaskExpired", message=f"not started before its TTL ran out at {task.expires_at}"
+            ), event=EventType.EXPIRED)
+        if task.attempts > task.max_attempts:
+            return self._final(task, TaskStatus.FAILED, error=TaskError(
+                type="WorkerLost",
+                message=f"attempt {task.attempts - 1} of {task.max_attempts} was lost with its worker; "
+                "no attempts left",
+            ), event=EventType.ERROR)
+        events = self._events
+        if events.enabled:
+            events.emit(TaskEvent(
+                task_id=task.id, type=EventType.EXECUTING, timestamp=now, queue_name=task.queue_name,
+                worker_id=self.worker_id, attempt=task.attempts, schedule_id=task.schedule_id,
+            ))
+        started = time.perf_counter()
+        try:
+            assert self.serializer is not None
+            func, args, kwargs = self.serializer.decode_call(task.payload)
+        except SerializationError as exc:
+            return self._final(task, TaskStatus.FAILED, error=_error(exc), event=EventType.ERROR)
+        except Exception as exc:  # a payload whose unpickling runs user code may raise anything
+            return self._final(task, TaskStatus.FAILED, error=_error(exc), event=EventType.ERROR)
+        try:
+            if task.timeout is not None:
+                value = await asyncio.wait_for(self._execute(func, args, kwargs, ctx, task), task.timeout)
+            else:
+                value = await self._execute(func, args, kwargs, ctx, task)
+        except TimeoutError as exc:
+            ctx.cancel()
+            if task.timeout is not None and time.perf_counter() - started >= task.timeout * 0.99:
+                exc = TaskTimeoutError(f"task exceeded its timeout of {task.timeout} s")
+            return self._failure(task, exc, time.perf_counter() - started)
+        except asyncio.CancelledError as exc:
+            return await self._interrupted(task, exc)
+        except Exception as exc:
+            return self._failure(task, exc, time.perf_counter() - started)
+        duration = time.perf_counter() - started
+        return self._final(task, TaskStatus.SUCCESS, value=value, event=EventType.COMPLETE, duration=duration)
+
+    async def _interrupted(self, task: Task, exc: asyncio.CancelledError) -> tuple[Task, TaskResult | None] | None:
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        reason = exc.args[0] if exc.args else None
+        if reason == "release":
+            # Shutdown grace ran out: hand the task back at once (the attempt still counts).
+            release = task.evolve(status=TaskStatus.PENDING, worker_id=None, lease_until=None, run_at=utcnow())
+            return release, None
+        stored = await self.queue.get_task(task.id)
+        if stored is not None and stored.status is TaskStatus.CANCELLED:
+            error = TaskError.from_exception(TaskCancelledError("cancelled while running"))
+            result = self._result(task, TaskStatus.CANCELLED, error=error)
+            self._emit(task, EventType.CANCELLED, error=error)
+            self._store_orphan_result(result)
+            return None
+        return None  # lease lost to another worker: it owns the task now
+
+    def _failure(self, task: Task, exc: BaseException, duration: float) -> tuple[Task, TaskResult | None]:
+        error = _error(exc)
+        if should_retry(task.attempts, task.max_retries):
+            delay = retry_delay(task.attempts, task.retry_delay)
+            retry = task.evolve(
+                status=TaskStatus.RETRYING, run_at=utcnow() + timedelta(seconds=delay),
+                worker_id=None, lease_until=None, error=error,
+            )
+            self._emit(task, EventType.RETRY, error=error, duration=duration)
+            return retry, None
+        return self._final(task, TaskStatus.FAILED, error=error, event=EventType.ERROR, duration=duration)
+
+    def _final(
+        self, task: Task, status: TaskStatus, *, value: Any = None, error: TaskError | None = None,
+        event: EventType, duration: float | None = None,
+    ) -> tuple[Task, TaskResult | None]:
+        result = self._result(task, status, value=value, error=error)
+        done = task.evolve(status=status, finished_at=result.finished_at, lease_until=None, error=error)
+        self._emit(task, event, error=error, duration=duration)
+        return done, result
+
+    def _result(
+        self, task: Task, status: TaskStatus, *, value: Any = None, error: TaskError | None = None
+    ) -> TaskResult:
+        finished = utcnow()
+        return TaskResult(
+            task_id=task.id, status=status, value=value, error=error, attempts=task.attempts,
+            queue_name=task.queue_name, started_at=task.started_at, finished_at=finished,
+            worker_id=self.worker_id, schedule_id=task.schedule_id,
+            expires_at=finished + timedelta(seconds=task.result_ttl) if task.result_ttl is not None else None,
+        )
+
+    def _emit(self, task: Task, kind: EventType, *, error: TaskError | None = None, duration: float | None = None) -> None:
+        if self._events.enabled:
+            self._events.emit(TaskEvent(
+                task_id=task.id, type=kind, timestamp=utcnow(), queue_name=task.queue_name,
+                worker_id=self.worker_id, attempt=task.attempts, duration=duration, error=error,
+                schedule_id=task.schedule_id,
+            ))
+
+    def _store_orphan_result(self, result: TaskResult) -> None:
+        self._completions.append((_NO_TASK, result))
+        assert self._flush_wanted is not None
+        self._flush_wanted.set()
+
+    # --- writing outcomes ------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        assert self._flush_wanted is not None and self._flushed is not None
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            await self._write_completions()
+            self._flushed.set()
+
+    async def _write_completions(self) -> None:
+        while self._completions:
+            batch, self._completions = self._completions, []
+            results = [r for t, r in batch if r is not None]
+            tasks = [t for t, _ in batch if t is not _NO_TASK]
+            try:
+                # Results first: dying between the two writes re-runs the task; never loses it.
+                if results and self.result_store is not None:
+                    await self.result_store.put_many(results)
+                await self.queue.finish(self.worker_id, tasks)
+            except Exception:
+                logger.warning("writing %d task outcomes failed; retrying", len(batch), exc_info=True)
+                self._completions[:0] = batch
+                await asyncio.sleep(_WRITE_RETRY_DELAY)
+                continue
+            for task in tasks:
+                self._unwritten.pop(task.id, None)
+            self.processed += len(tasks)
+
+    async def _drain_completions(self) -> None:
+        deadline = time.monotonic() + max(self.stop_timeout, 5.0)
+        while (self._completions or self._unwritten) and time.monotonic() < deadline:
+            await self._write_completions()
+            if self._unwritten and not self._completions:
+                await asyncio.sleep(0.01)
+
+
+_NO_TASK = Task(
+    id="", func_name="", payload=b"", created_at=utcnow(), run_at=utcnow()
+)
+
+
+def _error(exc: BaseException) -> TaskError:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return TaskError.from_exception(exc, tb)
+
+
+def _positive(field: str, value: Any, kind: type) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{field} must be a positive number, got {value!r}") from exc
+    if number <= 0:
+        raise ConfigError(f"{field} must be > 0, got {value!r}")
+    return number

@@ -1,0 +1,70 @@
+"""``ThreadPoolWorker``: every task runs in a pool thread; coroutines on that thread's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from omniq._sync import SyncTwin
+from omniq.context import TaskContext
+from omniq.models import Task
+from omniq.workers._calls import call_in_thread
+from omniq.workers.base import BaseWorker
+
+__all__ = ["AsyncThreadPoolWorker", "ThreadPoolWorker", "run_until_signalled"]
+
+
+class AsyncThreadPoolWorker(BaseWorker):
+    """Runs every task in a pool of ``max_workers`` threads (sync and async functions alike).
+    Threads cannot be killed: a timed-out or cancelled task is asked to stop through
+    ``omniq.current_task().cancelled``."""
+
+    _pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def _setup(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="omniq-worker")
+
+    async def _teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    async def _execute(
+        self, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext, task: Task
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, call_in_thread, func, args, kwargs, ctx)
+
+
+def run_until_signalled(worker: SyncTwin) -> None:
+    """Sync ``run()``: start, block the calling thread until SIGINT/SIGTERM (or stop()), stop."""
+    worker.start()  # type: ignore[attr-defined]
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    target = worker._target()
+    try:
+        while not stop.wait(0.2) and target._started:
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if target._started:
+            worker.stop()  # type: ignore[attr-defined]
+
+
+class ThreadPoolWorker(SyncTwin, twin=AsyncThreadPoolWorker):
+    """Sync twin of :class:`AsyncThreadPoolWorker`: ``start()`` returns at once, ``run()`` blocks
+    until SIGINT/SIGTERM."""
+
+    def run(self) -> None:
+        """Process until SIGINT/SIGTERM (or ``stop()`` from another thread), then stop gracefully."""
+        run_until_signalled(self)
+
+
