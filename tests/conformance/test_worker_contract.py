@@ -1,0 +1,278 @@
+"""End to end on every backend: workers run tasks, retry, expire, cancel, survive bad input and
+dead workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import taskfns
+from conftest import TESTS_DIR, Storages, wait_until
+
+from omniq.models import EventType, Task, TaskStatus, utcnow
+from omniq.workers import AsyncThreadPoolWorker, AsyncWorker
+
+WORKERS = {"async": AsyncWorker, "thread": AsyncThreadPoolWorker}
+
+
+def make_worker(storages: Storages, kind: str = "async", **options):  # noqa: ANN201
+    options.setdefault("poll_interval", 0.05)
+    return WORKERS[kind](
+        queue=storages.queue, result_store=storages.results, event_store=storages.events, **options
+    )
+
+
+@pytest.mark.parametrize("kind", list(WORKERS))
+async def test_runs_sync_and_async_functions(storages: Storages, kind: str) -> None:
+    q, results = storages.queue, storages.results
+    async with make_worker(storages, kind, max_workers=4):
+        sync_id = await q.enqueue(taskfns.add, {"a": 1, "b": 2})
+        async_id = await q.enqueue(taskfns.async_add, args=(3, 4))
+        by_value = await q.enqueue(lambda x: x * 10, args=(5,))
+        ctx_id = await q.enqueue(taskfns.whoami)
+        assert (await results.get(sync_id, wait=True, timeout=10)).unwrap() == 3
+        assert (await results.get(async_id, wait=True, timeout=10)).unwrap() == 7
+        assert (await results.get(by_value, wait=True, timeout=10)).unwrap() == 50
+        assert (await results.get(ctx_id, wait=True, timeout=10)).unwrap() == {"task_id": ctx_id, "attempt": 1}
+    result = await results.get(sync_id)
+    assert result.status is TaskStatus.SUCCESS and result.attempts == 1 and result.worker_id
+    assert (await q.get_task(sync_id)).status is TaskStatus.SUCCESS
+
+
+async def test_strict_queue_priority_when_busy(storages: Storages, tmp_path: Path) -> None:
+    q = storages.queue
+    log = str(tmp_path / "order.log")
+    for i in range(3):
+        await q.enqueue(taskfns.record, args=(log, 100 + i), queue_name="low", priority=9)
+    for i in range(3):
+        await q.enqueue(taskfns.record, args=(log, i), queue_name="high")
+    async with make_worker(storages, "thread", max_workers=1, queues=["high", "low"]) as worker:
+        await worker.join(timeout=20)
+    order = [int(line) for line in Path(log).read_text().split()]
+    assert order == [0, 1, 2, 100, 101, 102]
+
+
+async def test_retries_then_fails_into_dead_letters(storages: Storages) -> None:
+    q, results = storages.queue, storages.results
+    async with make_worker(storages, max_workers=2) as worker:
+        task_id = await q.enqueue(taskfns.fail, {"message": "always"}, max_retries=2, retry_delay=0.01)
+        result = await results.get(task_id, wait=True, timeout=20)
+        await worker.join(timeout=10)
+    assert result.status is TaskStatus.FAILED and result.attempts == 3
+    assert result.error.type == "ValueError" and result.error.message == "always"
+    assert "taskfns.py" in result.error.traceback
+    with pytest.raises(Exception, match="always"):
+        result.unwrap()
+    assert [t.id for t in await q.list_tasks(status=TaskStatus.FAILED)] == [task_id]
+    if storages.events is not None:
+        await wait_until(lambda: _event_types(storages, task_id, 6), timeout=5)
+        types = [e.type for e in await storages.events.get_events(task_id=task_id)]
+        assert types == [
+            EventType.EXECUTING, EventType.RETRY, EventType.EXECUTING, EventType.RETRY,
+            EventType.EXECUTING, EventType.ERROR,
+        ]
+
+
+async def _event_types(storages: Storages, task_id: str, n: int) -> bool:
+    return len(await storages.events.get_events(task_id=task_id)) >= n
+
+
+async def test_retry_succeeds_and_requeue_runs_again(storages: Storages, tmp_path: Path) -> None:
+    q, results = storages.queue, storages.results
+    counter = str(tmp_path / "count")
+    async with make_worker(storages, max_workers=2) as worker:
+        flaky = await q.enqueue(taskfns.fail_times, args=(counter, 2), max_retries=3, retry_delay=0.01)
+        assert (await results.get(flaky, wait=True, timeout=20)).unwrap() == "ok"
+        assert (await results.get(flaky)).attempts == 3
+        dead = await q.enqueue(taskfns.fail, max_retries=0)
+        assert (await results.get(dead, wait=True, timeout=10)).status is TaskStatus.FAILED
+        await worker.join(timeout=10)
+        await results.delete(dead)
+        assert await q.requeue(dead)
+        assert (await results.get(dead, wait=True, timeout=10)).status is TaskStatus.FAILED
+        assert (await q.get_task(dead)).attempts == 1
+
+
+async def test_timeout_fails_the_attempt(storages: Storages) -> None:
+    q, results = storages.queue, storages.results
+    async with make_worker(storages, max_workers=2):
+        task_id = await q.enqueue(taskfns.async_sleep, args=(30,), timeout=0.2, max_retries=0)
+        result = await results.get(task_id, wait=True, timeout=10)
+    assert result.status is TaskStatus.FAILED and result.error.type == "TaskTimeoutError"
+
+
+async def test_ttl_expires_unstarted_tasks(storages: Storages) -> None:
+    q, results = storages.queue, storages.results
+    task_id = await q.enqueue(taskfns.noop, ttl=0.05)
+    await asyncio.sleep(0.1)  # the TTL itself must pass: time is the subject here
+    async with make_worker(storages):
+        result = await results.get(task_id, wait=True, timeout=10)
+    assert result.status is TaskStatus.EXPIRED and result.error.type == "TaskExpired"
+    assert (await q.get_task(task_id)).status is TaskStatus.EXPIRED
+
+
+async def test_cancel_pending_and_running(storages: Storages, tmp_path: Path) -> None:
+    q, results = storages.queue, storages.results
+    pending = await q.enqueue(taskfns.record, args=(str(tmp_path / "never"), 1), run_in=30)
+    assert await q.cancel(pending)
+    async with make_worker(storages, max_workers=2, lease_timeout=1.5):
+        running = await q.enqueue(taskfns.async_sleep, args=(60,))
+        await wait_until(lambda: _status_is(q, running, TaskStatus.RUNNING), timeout=10)
+        assert await q.cancel(running)
+        result = await results.get(running, wait=True, timeout=10)
+    assert result.status is TaskStatus.CANCELLED
+    assert (await q.get_task(running)).status is TaskStatus.CANCELLED
+    assert not (tmp_path / "never").exists()
+
+
+async def _status_is(q, task_id: str, status: TaskStatus) -> bool:  # noqa: ANN001
+    task = await q.get_task(task_id)
+    return task is not None and task.status is status
+
+
+async def test_result_wait_wakes_promptly_and_times_out(storages: Storages) -> None:
+    q, results = storages.queue, storages.results
+    with pytest.raises(TimeoutError):
+        await results.get("missing", wait=True, timeout=0.2)
+    async with make_worker(storages, max_workers=2):
+        await asyncio.sleep(0.1)  # let the worker go idle first
+        latencies = []
+        for _ in range(5):
+            started = time.perf_counter()
+            task_id = await q.enqueue(taskfns.noop)
+            await results.get(task_id, wait=True, timeout=10)
+            latencies.append(time.perf_counter() - started)
+    assert sorted(latencies)[2] < 0.5, latencies
+
+
+async def test_events_follow_the_life_cycle(storages: Storages) -> None:
+    assert storages.events is not None, "every conformance spec names an event storage"
+    q, events = storages.queue, storages.events
+    async with make_worker(storages) as worker:
+        ok = await q.enqueue(taskfns.noop)
+        await storages.results.get(ok, wait=True, timeout=10)
+        await worker._events.flush()
+    found = await events.get_events(task_id=ok)
+    assert [e.type for e in found] == [EventType.EXECUTING, EventType.COMPLETE]
+    assert found[1].duration is not None and found[1].worker_id == worker.worker_id
+    assert found[0].timestamp <= found[1].timestamp
+    assert await events.get_events(task_id=ok, event_type="complete") == [found[1]]
+    assert await events.get_events(since=utcnow()) == []
+    assert len(await events.get_events(limit=1)) == 1
+
+
+async def test_bad_tasks_fail_and_the_worker_goes_on(storages: Storages) -> None:
+    q, results = storages.queue, storages.results
+    missing = await q.enqueue("no_such_module_xyz:func")
+    attr = await q.enqueue("taskfns:no_such_function")
+    now = utcnow()
+    corrupt = Task(
+        id="corrupt-" + storages.project, func_name="taskfns:noop", payload=b"\xc1\xff garbage",
+        created_at=now, run_at=now, max_retries=3,
+    )
+    await q._insert([corrupt])
+    good = await q.enqueue(taskfns.add, args=(1, 1))
+    async with make_worker(storages, max_workers=1):
+        assert (await results.get(good, wait=True, timeout=10)).unwrap() == 2
+        res_missing = await results.get(missing, wait=True, timeout=10)
+        res_attr = await results.get(attr, wait=True, timeout=10)
+        res_corrupt = await results.get(corrupt.id, wait=True, timeout=10)
+    assert res_missing.status is TaskStatus.FAILED and "no_such_module_xyz" in res_missing.error.message
+    assert "no_such_function" in res_attr.error.message
+    assert res_corrupt.status is TaskStatus.FAILED and "corrupt" in res_corrupt.error.message
+    assert res_corrupt.attempts == 1  # not retried: a broken payload will not heal
+
+
+async def test_many_tasks_each_run_once(storages: Storages, tmp_path: Path) -> None:
+    q = storages.queue
+    log = tmp_path / "runs.log"
+    await q.enqueue_many([{"func": taskfns.record, "args": (str(log), i)} for i in range(300)])
+    async with make_worker(storages, "thread", max_workers=8) as worker:
+        await worker.join(timeout=60)
+    runs = sorted(int(x) for x in log.read_text().split())
+    assert runs == list(range(300))
+
+
+def _spawn_worker(storages: Storages, lease_timeout: float = 30.0, max_workers: int = 4) -> subprocess.Popen:
+    data = json.dumps(storages.spec.as_data(storages.project))
+    return subprocess.Popen(
+        [sys.executable, str(TESTS_DIR / "run_worker.py"), data, "async", str(lease_timeout), str(max_workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+async def test_three_worker_processes_run_each_task_once(mp_storages: Storages, tmp_path: Path) -> None:
+    storages = mp_storages
+    q = storages.queue
+    log = tmp_path / "runs.log"
+    procs = [_spawn_worker(storages) for _ in range(3)]
+    try:
+        await q.enqueue_many([{"func": taskfns.record, "args": (str(log), i)} for i in range(600)])
+        await wait_until(lambda: _count_is(q, TaskStatus.SUCCESS, 600), timeout=120, interval=0.1)
+    finally:
+        for proc in procs:
+            _stop(proc)
+    runs = sorted(int(x) for x in log.read_text().split())
+    assert runs == list(range(600))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
+
+
+async def _count_is(q, status: TaskStatus, n: int) -> bool:  # noqa: ANN001
+    return await q.count(status=status) == n
+
+
+@pytest.mark.slow
+async def test_sigkilled_worker_loses_nothing(mp_storages: Storages, tmp_path: Path) -> None:
+    storages = mp_storages
+    q, results = storages.queue, storages.results
+    marker = tmp_path / "started"
+    task_id = await q.enqueue(taskfns.block_until_killed, args=(str(marker),), max_retries=1)
+    proc = _spawn_worker(storages, lease_timeout=1.0)
+    try:
+        await wait_until(marker.exists, timeout=30)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        _stop(proc)
+    assert (await q.get_task(task_id)).status is TaskStatus.RUNNING
+    async with make_worker(storages, lease_timeout=1.0):
+        result = await results.get(task_id, wait=True, timeout=30)
+    assert result.unwrap() == "second run" and result.attempts == 2
+
+
+@pytest.mark.slow
+async def test_poison_task_ends_failed(mp_storages: Storages, tmp_path: Path) -> None:
+    storages = mp_storages
+    q, results = storages.queue, storages.results
+    marker = tmp_path / "started"
+    task_id = await q.enqueue(taskfns.block_until_killed, args=(str(marker),), max_retries=0)
+    proc = _spawn_worker(storages, lease_timeout=1.0)
+    try:
+        await wait_until(marker.exists, timeout=30)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        _stop(proc)
+    async with make_worker(storages, lease_timeout=1.0):
+        result = await results.get(task_id, wait=True, timeout=30)
+    assert result.status is TaskStatus.FAILED and result.error.type == "WorkerLost"
+    assert result.attempts == 2

@@ -1,0 +1,97 @@
+"""Fixtures shared by every test: backend specs, fresh projects, condition waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS_DIR = Path(__file__).parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+# Worker subprocesses import the task functions from tests/.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p
+)
+
+from backends import EMBEDDED, BackendSpec, embedded_specs  # noqa: E402
+
+BACKENDS = list(EMBEDDED)
+
+
+def all_specs(tmp_path: Path) -> dict[str, BackendSpec]:
+    return embedded_specs(tmp_path)
+
+
+MULTIPROCESS_BACKENDS = [name for name, s in all_specs(Path("/nonexistent")).items() if s.multiprocess]
+
+
+@pytest.fixture(params=BACKENDS)
+def spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
+    return all_specs(tmp_path)[request.param]
+
+
+@pytest.fixture(params=MULTIPROCESS_BACKENDS)
+def mp_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
+    """Backends whose storage several OS processes share."""
+    return all_specs(tmp_path)[request.param]
+
+
+@pytest.fixture
+def project() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Storages:
+    spec: BackendSpec
+    project: str
+    queue: Any
+    results: Any
+    events: Any
+
+
+async def _open(spec: BackendSpec, project: str) -> AsyncIterator[Storages]:
+    queue, results, events = spec.make_queue(project), spec.make_results(project), spec.make_events(project)
+    try:
+        yield Storages(spec, project, queue, results, events)
+    finally:
+        for component in (queue, results, events):
+            if component is not None:
+                await component.close()
+
+
+@pytest.fixture
+async def storages(spec: BackendSpec, project: str) -> AsyncIterator[Storages]:
+    async for opened in _open(spec, project):
+        yield opened
+
+
+@pytest.fixture
+async def mp_storages(mp_spec: BackendSpec, project: str) -> AsyncIterator[Storages]:
+    async for opened in _open(mp_spec, project):
+        yield opened
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, interval: float = 0.01
+) -> None:
+    """Wait for a condition (polling); fail the test with a clear message on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

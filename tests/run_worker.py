@@ -1,0 +1,36 @@
+"""A worker in its own process, built from a backend spec given as JSON (used by the tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+from typing import Any
+
+from omniq.workers import AsyncThreadPoolWorker, AsyncWorker
+
+
+def build(path: str | None, args: dict[str, Any]) -> Any:
+    if path is None:
+        return None
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)(**args)
+
+
+async def main(spec: dict[str, Any], worker_type: str, lease_timeout: float, max_workers: int) -> None:
+    args = spec["args"]
+    worker_class = AsyncWorker if worker_type == "async" else AsyncThreadPoolWorker
+    worker = worker_class(
+        queue=build(spec["queue"], args),
+        result_store=build(spec["results"], args),
+        event_store=build(spec["events"], args),
+        lease_timeout=lease_timeout,
+        poll_interval=0.05,
+        max_workers=max_workers,
+    )
+    await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))

@@ -1,0 +1,82 @@
+"""Task functions used by the tests; importable by worker subprocesses (tests/ is on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import omniq
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+def noop() -> None:
+    return None
+
+
+async def async_noop() -> None:
+    return None
+
+
+def record(path: str, item: int) -> int:
+    """Append ``item`` to a file (O_APPEND: one write per run, safe across processes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{item}\n".encode())
+    finally:
+        os.close(fd)
+    return item
+
+
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def fail_times(path: str, times: int) -> str:
+    """Fail the first ``times`` runs (counted in a file), then succeed."""
+    counter = Path(path)
+    runs = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(runs + 1))
+    if runs < times:
+        raise RuntimeError(f"failure {runs + 1} of {times}")
+    return "ok"
+
+
+def block_until_killed(marker: str, seconds: float = 60.0) -> str:
+    """First run: mark that it started, then sleep (the test kills the worker). Later runs: done."""
+    marker_path = Path(marker)
+    if marker_path.exists():
+        return "second run"
+    marker_path.write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "first run"
+
+
+async def async_sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+def cooperative_sleep(seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ctx = omniq.current_task()
+        if ctx is not None and ctx.cancelled:
+            return "stopped early"
+        time.sleep(0.01)
+    return "slept"
+
+
+def whoami() -> dict[str, object]:
+    ctx = omniq.current_task()
+    assert ctx is not None
+    return {"task_id": ctx.task_id, "attempt": ctx.attempt}
