@@ -41,7 +41,9 @@ class BackendSpec:
 
     def as_data(self, project: str) -> dict[str, Any]:
         return {
-            "queue": self.queue, "results": self.results, "events": self.events,
+            "queue": self.queue,
+            "results": self.results,
+            "events": self.events,
             "args": self.component_args(project),
         }
 

@@ -31,7 +31,9 @@ def all_specs(tmp_path: Path) -> dict[str, BackendSpec]:
     return embedded_specs(tmp_path)
 
 
-MULTIPROCESS_BACKENDS = [name for name, s in all_specs(Path("/nonexistent")).items() if s.multiprocess]
+MULTIPROCESS_BACKENDS = [
+    name for name, s in all_specs(Path("/nonexistent")).items() if s.multiprocess
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -60,7 +62,11 @@ class Storages:
 
 
 async def _open(spec: BackendSpec, project: str) -> AsyncIterator[Storages]:
-    queue, results, events = spec.make_queue(project), spec.make_results(project), spec.make_events(project)
+    queue, results, events = (
+        spec.make_queue(project),
+        spec.make_results(project),
+        spec.make_events(project),
+    )
     try:
         yield Storages(spec, project, queue, results, events)
     finally:

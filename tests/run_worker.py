@@ -18,7 +18,9 @@ def build(path: str | None, args: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), name)(**args)
 
 
-async def main(spec: dict[str, Any], worker_type: str, lease_timeout: float, max_workers: int) -> None:
+async def main(
+    spec: dict[str, Any], worker_type: str, lease_timeout: float, max_workers: int
+) -> None:
     args = spec["args"]
     worker_class = AsyncWorker if worker_type == "async" else AsyncThreadPoolWorker
     worker = worker_class(

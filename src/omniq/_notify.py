@@ -20,7 +20,9 @@ class Signal:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: defaultdict[Hashable, set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]]
+        self._waiters: defaultdict[
+            Hashable, set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]
+        ]
         self._waiters = defaultdict(set)
 
     def subscribe(self, key: Hashable = None) -> asyncio.Future[None]:
@@ -57,7 +59,9 @@ class Signal:
                 continue
             loop.call_soon_threadsafe(_resolve, future)
 
-    def _discard(self, key: Hashable, entry: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]) -> None:
+    def _discard(
+        self, key: Hashable, entry: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+    ) -> None:
         with self._lock:
             waiters = self._waiters.get(key)
             if waiters is not None:

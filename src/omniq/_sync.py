@@ -78,7 +78,7 @@ class LoopThread:
             raise
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a plain function on the loop thread (so it binds to that loop) and return its result."""
+        """Run a plain function on the loop thread (so it binds to that loop); return its result."""
         if self.in_loop_thread():
             return func(*args, **kwargs)
         done: concurrent.futures.Future[T] = concurrent.futures.Future()

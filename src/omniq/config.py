@@ -51,7 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"invalid setting: {exc} (from OMNIQ_* environment or overrides)") from exc
+            raise ConfigError(
+                f"invalid setting: {exc} (from OMNIQ_* environment or overrides)"
+            ) from exc
 
 
 def get_settings() -> Settings:

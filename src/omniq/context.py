@@ -23,7 +23,9 @@ class TaskContext:
         self.cancelled = True
 
 
-_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("omniq_task", default=None)
+_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
+    "omniq_task", default=None
+)
 
 
 def current_task() -> TaskContext | None:

@@ -1,16 +1,16 @@
 """OmniQ's exceptions. Every error the library raises derives from :class:`OmniQError`.
 
-    OmniQError
-    ├── ConfigError            bad configuration: names the field and the allowed values
-    ├── SerializationError     an argument or result that cannot be encoded or decoded
-    │   └── SignatureError     a pickled payload without a valid HMAC signature
-    ├── StorageError           a backend failed (driver errors are chained with ``from``)
-    ├── TaskNotFoundError      no task with that id
-    ├── TaskFailedError        ``TaskResult.unwrap()`` on a failed task
-    ├── TaskTimeoutError       an attempt outlived its ``timeout``
-    ├── TaskCancelledError     the task was cancelled while it ran
-    ├── MissingDependencyError an optional extra is not installed
-    └── LoopThreadError        a sync method was called from the thread that serves it
+OmniQError
+├── ConfigError            bad configuration: names the field and the allowed values
+├── SerializationError     an argument or result that cannot be encoded or decoded
+│   └── SignatureError     a pickled payload without a valid HMAC signature
+├── StorageError           a backend failed (driver errors are chained with ``from``)
+├── TaskNotFoundError      no task with that id
+├── TaskFailedError        ``TaskResult.unwrap()`` on a failed task
+├── TaskTimeoutError       an attempt outlived its ``timeout``
+├── TaskCancelledError     the task was cancelled while it ran
+├── MissingDependencyError an optional extra is not installed
+└── LoopThreadError        a sync method was called from the thread that serves it
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class MissingDependencyError(OmniQError, ImportError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
-            f"{package} is required for this feature: install it with `pip install 'omniq[{extra}]'`"
+            f"{package} is required for this feature: "
+            f"install it with `pip install 'omniq[{extra}]'`"
         )
 
 
@@ -82,7 +83,7 @@ class LoopThreadError(OmniQError, RuntimeError):
     """A sync OmniQ method was called from inside OmniQ's own event-loop thread."""
 
 
-def require(module: str, extra: str):  # noqa: ANN201 - returns a module
+def require(module: str, extra: str):
     """Import an optional dependency, naming the extra that provides it when it is missing."""
     import importlib
 

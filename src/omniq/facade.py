@@ -25,7 +25,9 @@ WORKER_TYPES: dict[str, type[BaseWorker]] = {
 }
 
 
-def _default_components(project_name: str, base_dir: str, settings: Settings) -> tuple[Any, Any, Any]:
+def _default_components(
+    project_name: str, base_dir: str, settings: Settings
+) -> tuple[Any, Any, Any]:
     from omniq.queue.sqlite import AsyncSQLiteTaskQueue
     from omniq.storage.sqlite import AsyncSQLiteEventStorage, AsyncSQLiteResultStorage
 
@@ -88,10 +90,13 @@ class AsyncOmniQ:
         self.worker: BaseWorker | None = None
         self._events = EventBuffer(self.event_store)
 
-    # --- tasks -------------------------------------------------------------------------------------
+    # --- tasks -------------------------------------------------------------------------------
 
     async def enqueue(
-        self, func: Callable[..., Any] | str, func_args: Mapping[str, Any] | None = None, **options: Any
+        self,
+        func: Callable[..., Any] | str,
+        func_args: Mapping[str, Any] | None = None,
+        **options: Any,
     ) -> str:
         """Queue a call of ``func``; options as ``AsyncTaskQueue.enqueue``. Returns the task id."""
         task_id = await self.task_queue.enqueue(func, func_args, **options)
@@ -113,10 +118,14 @@ class AsyncOmniQ:
         self._events.start()
         now = utcnow()
         for task_id in ids:
-            self._events.emit(TaskEvent(task_id=task_id, type=EventType.ENQUEUED, timestamp=now, queue_name=queue_name))
+            self._events.emit(
+                TaskEvent(
+                    task_id=task_id, type=EventType.ENQUEUED, timestamp=now, queue_name=queue_name
+                )
+            )
 
     def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
-        """Decorator: ``@oq.task(queue_name="low", max_retries=5)`` adds ``.enqueue(*args, **kwargs)``."""
+        """Decorator: ``@oq.task(queue_name="low")`` adds ``.enqueue(*args, **kwargs)``."""
         if func is not None:
             return TaskFunction(func, self.enqueue, options)
         return lambda f: TaskFunction(f, self.enqueue, options)
@@ -128,7 +137,7 @@ class AsyncOmniQ:
     async def get_result(
         self, task_id: str, wait: bool = False, timeout: float | None = None
     ) -> TaskResult | None:
-        """The task's result; with ``wait``, block until it exists (``TimeoutError`` after ``timeout``)."""
+        """The task's result; with ``wait``, block until it exists (or raise ``TimeoutError``)."""
         if self.result_store is None:
             raise ConfigError("result_store: this OmniQ has no result store")
         return await self.result_store.get(task_id, wait=wait, timeout=timeout)
@@ -142,16 +151,28 @@ class AsyncOmniQ:
             error = TaskError.from_exception(TaskCancelledError("cancelled before it ran"))
             if self.result_store is not None:
                 now = utcnow()
-                await self.result_store.put(TaskResult(
-                    task_id=task_id, status=TaskStatus.CANCELLED, error=error, attempts=before.attempts,
-                    queue_name=before.queue_name, finished_at=now, schedule_id=before.schedule_id,
-                ))
+                await self.result_store.put(
+                    TaskResult(
+                        task_id=task_id,
+                        status=TaskStatus.CANCELLED,
+                        error=error,
+                        attempts=before.attempts,
+                        queue_name=before.queue_name,
+                        finished_at=now,
+                        schedule_id=before.schedule_id,
+                    )
+                )
             if self._events.enabled:
                 self._events.start()
-                self._events.emit(TaskEvent(
-                    task_id=task_id, type=EventType.CANCELLED, timestamp=utcnow(),
-                    queue_name=before.queue_name, error=error,
-                ))
+                self._events.emit(
+                    TaskEvent(
+                        task_id=task_id,
+                        type=EventType.CANCELLED,
+                        timestamp=utcnow(),
+                        queue_name=before.queue_name,
+                        error=error,
+                    )
+                )
         return True
 
     async def requeue(self, task_id: str) -> bool:
@@ -162,12 +183,17 @@ class AsyncOmniQ:
         return ok
 
     async def list_tasks(
-        self, queue_name: str | None = None, status: TaskStatus | str | None = None, limit: int = 100
+        self,
+        queue_name: str | None = None,
+        status: TaskStatus | str | None = None,
+        limit: int = 100,
     ) -> list[Task]:
         """Tasks filtered by queue and status."""
         return await self.task_queue.list_tasks(queue_name, status, limit)
 
-    async def count(self, queue_name: str | None = None, status: TaskStatus | str | None = None) -> int:
+    async def count(
+        self, queue_name: str | None = None, status: TaskStatus | str | None = None
+    ) -> int:
         """How many tasks match."""
         return await self.task_queue.count(queue_name, status)
 
@@ -191,17 +217,20 @@ class AsyncOmniQ:
             await self.worker._events.flush()
         return await self.event_store.get_events(task_id, event_type, since, until, limit)
 
-    # --- worker ------------------------------------------------------------------------------------
+    # --- worker ------------------------------------------------------------------------------
 
     async def start_worker(self, **overrides: Any) -> None:
-        """Start the configured worker in the background (``overrides`` update ``worker_config``)."""
+        """Start the worker in the background (``overrides`` update ``worker_config``)."""
         if self.worker is not None:
             return
         config = {**self.worker_config, **overrides}
         try:
             self.worker = self.worker_class(
-                queue=self.task_queue, result_store=self.result_store, event_store=self.event_store,
-                settings=self.settings, **config,
+                queue=self.task_queue,
+                result_store=self.result_store,
+                event_store=self.event_store,
+                settings=self.settings,
+                **config,
             )
         except TypeError as exc:
             raise ConfigError(f"worker_config: {exc}") from exc
@@ -238,7 +267,7 @@ class OmniQ(SyncTwin, twin=AsyncOmniQ):
     """Sync twin of :class:`AsyncOmniQ`: the same methods, blocking."""
 
     def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
-        """Decorator: ``@oq.task(queue_name="low", max_retries=5)`` adds ``.enqueue(*args, **kwargs)``."""
+        """Decorator: ``@oq.task(queue_name="low")`` adds ``.enqueue(*args, **kwargs)``."""
         if func is not None:
             return TaskFunction(func, self.enqueue, options)
         return lambda f: TaskFunction(f, self.enqueue, options)

@@ -199,7 +199,7 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, **changes)
 
 
-# --- configuration structs: one per component --------------------------------------------------
+# --- configuration structs: one per component -----------------------------------------------
 
 _Positive = msgspec.Meta(gt=0)
 

@@ -13,6 +13,7 @@ same object, else by value (lambdas, closures, functions defined in ``__main__``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import importlib
@@ -52,12 +53,16 @@ def resolve_import_path(path: str) -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SerializationError(f"cannot import module {module_name!r} for {path!r}: {exc}") from exc
+        raise SerializationError(
+            f"cannot import module {module_name!r} for {path!r}: {exc}"
+        ) from exc
     for part in qualname.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError as exc:
-            raise SerializationError(f"{path!r}: module {module_name!r} has no {qualname!r}") from exc
+            raise SerializationError(
+                f"{path!r}: module {module_name!r} has no {qualname!r}"
+            ) from exc
     return obj
 
 
@@ -97,7 +102,7 @@ class Serializer:
         self._func_refs: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._funcs: dict[Any, Callable[..., Any]] = {}
 
-    # --- values ----------------------------------------------------------------------------------
+    # --- values ------------------------------------------------------------------------------
 
     def encode_value(self, value: Any, *, what: str = "value") -> bytes:
         """Encode one value (a task's result, say)."""
@@ -117,7 +122,7 @@ class Serializer:
         except msgspec.DecodeError as exc:
             raise SerializationError(f"corrupt stored result: {exc}") from exc
 
-    # --- calls -----------------------------------------------------------------------------------
+    # --- calls -------------------------------------------------------------------------------
 
     def encode_call(
         self,
@@ -141,7 +146,9 @@ class Serializer:
         try:
             ref, args, kwargs = decoded
         except (TypeError, ValueError) as exc:
-            raise SerializationError("corrupt task payload: expected [function, args, kwargs]") from exc
+            raise SerializationError(
+                "corrupt task payload: expected [function, args, kwargs]"
+            ) from exc
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise SerializationError("corrupt task payload: arguments are not a list and a dict")
         if isinstance(ref, str):
@@ -155,7 +162,7 @@ class Serializer:
             raise SerializationError(f"task function {ref!r} is not callable")
         return func, args, kwargs
 
-    # --- internals -------------------------------------------------------------------------------
+    # --- internals ---------------------------------------------------------------------------
 
     def _func_ref(self, func: Callable[..., Any] | str) -> Any:
         if isinstance(func, str):
@@ -165,17 +172,19 @@ class Serializer:
                 )
             return func
         if not callable(func):
-            raise SerializationError(f"task function must be callable or an import path, got {func!r}")
+            raise SerializationError(
+                f"task function must be callable or an import path, got {func!r}"
+            )
         target = getattr(func, "__omniq_func__", func)  # @oq.task wrappers travel as their function
         try:
             return self._func_refs[target]
         except (KeyError, TypeError):
             pass
-        ref = _import_path(target) or self._pickle(target, f"function {func_name(target)}", func=True)
-        try:
+        ref = _import_path(target) or self._pickle(
+            target, f"function {func_name(target)}", func=True
+        )
+        with contextlib.suppress(TypeError):
             self._func_refs[target] = ref
-        except TypeError:
-            pass
         return ref
 
     def _wire(self, value: Any, what: str) -> Any:
@@ -211,7 +220,9 @@ class Serializer:
         if code not in (_EXT_PICKLE, _EXT_SIGNED_PICKLE, _EXT_FUNC, _EXT_SIGNED_FUNC):
             raise SerializationError(f"unknown payload extension {code}")
         if not self.allow_pickle:
-            raise SerializationError("payload contains a pickle, which is disabled (allow_pickle=False)")
+            raise SerializationError(
+                "payload contains a pickle, which is disabled (allow_pickle=False)"
+            )
         raw = bytes(data)
         if code in (_EXT_FUNC, _EXT_SIGNED_FUNC):
             cached = self._funcs.get(raw)

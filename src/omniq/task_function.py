@@ -12,7 +12,9 @@ __all__ = ["TaskFunction"]
 class TaskFunction:
     """Wraps a function: calling it runs it here; ``.enqueue(*args, **kwargs)`` queues a run."""
 
-    def __init__(self, func: Callable[..., Any], submit: Callable[..., Any], options: dict[str, Any]) -> None:
+    def __init__(
+        self, func: Callable[..., Any], submit: Callable[..., Any], options: dict[str, Any]
+    ) -> None:
         self.__omniq_func__ = func
         self._submit = submit
         self.options = options
@@ -26,4 +28,6 @@ class TaskFunction:
         return self._submit(self.__omniq_func__, kwargs, args=args, **self.options)
 
     def __repr__(self) -> str:
-        return f"<TaskFunction {getattr(self.__omniq_func__, '__qualname__', self.__omniq_func__)!r}>"
+        return (
+            f"<TaskFunction {getattr(self.__omniq_func__, '__qualname__', self.__omniq_func__)!r}>"
+        )

@@ -15,10 +15,17 @@ from omniq.models import TaskStatus
 
 async def test_enqueue_stores_a_pending_task(storages: Storages) -> None:
     q = storages.queue
-    task_id = await q.enqueue(taskfns.add, {"a": 1}, args=(2,), queue_name="default", priority=3, max_retries=1)
+    task_id = await q.enqueue(
+        taskfns.add, {"a": 1}, args=(2,), queue_name="default", priority=3, max_retries=1
+    )
     task = await q.get_task(task_id)
     assert task is not None
-    assert (task.status, task.priority, task.max_retries, task.attempts) == (TaskStatus.PENDING, 3, 1, 0)
+    assert (task.status, task.priority, task.max_retries, task.attempts) == (
+        TaskStatus.PENDING,
+        3,
+        1,
+        0,
+    )
     assert task.func_name == "taskfns:add"
     assert q.serializer.decode_call(task.payload)[1:] == ([2], {"a": 1})
     assert await q.get_task("no-such-task") is None
@@ -51,7 +58,7 @@ async def test_named_queues_in_strict_order(storages: Storages) -> None:
     assert [t.id for t in await q.claim("w", limit=10)] == [other]
 
 
-async def test_queue_list_restricts_enqueue(spec, project) -> None:  # noqa: ANN001
+async def test_queue_list_restricts_enqueue(spec, project) -> None:
     module, _, name = spec.queue.partition(":")
     import importlib
 
@@ -142,7 +149,9 @@ async def test_idempotency_key_returns_the_live_task(storages: Storages) -> None
     q = storages.queue
     first = await q.enqueue(taskfns.noop, key="report-1")
     assert await q.enqueue(taskfns.noop, key="report-1") == first
-    batch = await q.enqueue_many([{"func": taskfns.noop, "key": "k2"}, {"func": taskfns.noop, "key": "k2"}])
+    batch = await q.enqueue_many(
+        [{"func": taskfns.noop, "key": "k2"}, {"func": taskfns.noop, "key": "k2"}]
+    )
     assert batch[0] == batch[1]
     assert await q.count() == 2
     (task,) = await q.claim("w", limit=1)
@@ -181,7 +190,7 @@ async def test_list_count_purge(storages: Storages) -> None:
     assert await q.count() == 1
 
 
-async def test_projects_are_isolated(spec, project) -> None:  # noqa: ANN001
+async def test_projects_are_isolated(spec, project) -> None:
     mine, theirs = spec.make_queue(project), spec.make_queue(project + "x")
     my_results, their_results = spec.make_results(project), spec.make_results(project + "x")
     try:

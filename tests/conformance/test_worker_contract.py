@@ -22,7 +22,7 @@ from omniq.workers import AsyncThreadPoolWorker, AsyncWorker
 WORKERS = {"async": AsyncWorker, "thread": AsyncThreadPoolWorker}
 
 
-def make_worker(storages: Storages, kind: str = "async", **options):  # noqa: ANN201
+def make_worker(storages: Storages, kind: str = "async", **options):
     options.setdefault("poll_interval", 0.05)
     return WORKERS[kind](
         queue=storages.queue, result_store=storages.results, event_store=storages.events, **options
@@ -40,7 +40,10 @@ async def test_runs_sync_and_async_functions(storages: Storages, kind: str) -> N
         assert (await results.get(sync_id, wait=True, timeout=10)).unwrap() == 3
         assert (await results.get(async_id, wait=True, timeout=10)).unwrap() == 7
         assert (await results.get(by_value, wait=True, timeout=10)).unwrap() == 50
-        assert (await results.get(ctx_id, wait=True, timeout=10)).unwrap() == {"task_id": ctx_id, "attempt": 1}
+        assert (await results.get(ctx_id, wait=True, timeout=10)).unwrap() == {
+            "task_id": ctx_id,
+            "attempt": 1,
+        }
     result = await results.get(sync_id)
     assert result.status is TaskStatus.SUCCESS and result.attempts == 1 and result.worker_id
     assert (await q.get_task(sync_id)).status is TaskStatus.SUCCESS
@@ -62,7 +65,9 @@ async def test_strict_queue_priority_when_busy(storages: Storages, tmp_path: Pat
 async def test_retries_then_fails_into_dead_letters(storages: Storages) -> None:
     q, results = storages.queue, storages.results
     async with make_worker(storages, max_workers=2) as worker:
-        task_id = await q.enqueue(taskfns.fail, {"message": "always"}, max_retries=2, retry_delay=0.01)
+        task_id = await q.enqueue(
+            taskfns.fail, {"message": "always"}, max_retries=2, retry_delay=0.01
+        )
         result = await results.get(task_id, wait=True, timeout=20)
         await worker.join(timeout=10)
     assert result.status is TaskStatus.FAILED and result.attempts == 3
@@ -75,8 +80,12 @@ async def test_retries_then_fails_into_dead_letters(storages: Storages) -> None:
         await wait_until(lambda: _event_types(storages, task_id, 6), timeout=5)
         types = [e.type for e in await storages.events.get_events(task_id=task_id)]
         assert types == [
-            EventType.EXECUTING, EventType.RETRY, EventType.EXECUTING, EventType.RETRY,
-            EventType.EXECUTING, EventType.ERROR,
+            EventType.EXECUTING,
+            EventType.RETRY,
+            EventType.EXECUTING,
+            EventType.RETRY,
+            EventType.EXECUTING,
+            EventType.ERROR,
         ]
 
 
@@ -88,7 +97,9 @@ async def test_retry_succeeds_and_requeue_runs_again(storages: Storages, tmp_pat
     q, results = storages.queue, storages.results
     counter = str(tmp_path / "count")
     async with make_worker(storages, max_workers=2) as worker:
-        flaky = await q.enqueue(taskfns.fail_times, args=(counter, 2), max_retries=3, retry_delay=0.01)
+        flaky = await q.enqueue(
+            taskfns.fail_times, args=(counter, 2), max_retries=3, retry_delay=0.01
+        )
         assert (await results.get(flaky, wait=True, timeout=20)).unwrap() == "ok"
         assert (await results.get(flaky)).attempts == 3
         dead = await q.enqueue(taskfns.fail, max_retries=0)
@@ -132,7 +143,7 @@ async def test_cancel_pending_and_running(storages: Storages, tmp_path: Path) ->
     assert not (tmp_path / "never").exists()
 
 
-async def _status_is(q, task_id: str, status: TaskStatus) -> bool:  # noqa: ANN001
+async def _status_is(q, task_id: str, status: TaskStatus) -> bool:
     task = await q.get_task(task_id)
     return task is not None and task.status is status
 
@@ -174,8 +185,12 @@ async def test_bad_tasks_fail_and_the_worker_goes_on(storages: Storages) -> None
     attr = await q.enqueue("taskfns:no_such_function")
     now = utcnow()
     corrupt = Task(
-        id="corrupt-" + storages.project, func_name="taskfns:noop", payload=b"\xc1\xff garbage",
-        created_at=now, run_at=now, max_retries=3,
+        id="corrupt-" + storages.project,
+        func_name="taskfns:noop",
+        payload=b"\xc1\xff garbage",
+        created_at=now,
+        run_at=now,
+        max_retries=3,
     )
     await q._insert([corrupt])
     good = await q.enqueue(taskfns.add, args=(1, 1))
@@ -184,7 +199,10 @@ async def test_bad_tasks_fail_and_the_worker_goes_on(storages: Storages) -> None
         res_missing = await results.get(missing, wait=True, timeout=10)
         res_attr = await results.get(attr, wait=True, timeout=10)
         res_corrupt = await results.get(corrupt.id, wait=True, timeout=10)
-    assert res_missing.status is TaskStatus.FAILED and "no_such_module_xyz" in res_missing.error.message
+    assert (
+        res_missing.status is TaskStatus.FAILED
+        and "no_such_module_xyz" in res_missing.error.message
+    )
     assert "no_such_function" in res_attr.error.message
     assert res_corrupt.status is TaskStatus.FAILED and "corrupt" in res_corrupt.error.message
     assert res_corrupt.attempts == 1  # not retried: a broken payload will not heal
@@ -200,11 +218,21 @@ async def test_many_tasks_each_run_once(storages: Storages, tmp_path: Path) -> N
     assert runs == list(range(300))
 
 
-def _spawn_worker(storages: Storages, lease_timeout: float = 30.0, max_workers: int = 4) -> subprocess.Popen:
+def _spawn_worker(
+    storages: Storages, lease_timeout: float = 30.0, max_workers: int = 4
+) -> subprocess.Popen:
     data = json.dumps(storages.spec.as_data(storages.project))
     return subprocess.Popen(
-        [sys.executable, str(TESTS_DIR / "run_worker.py"), data, "async", str(lease_timeout), str(max_workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            str(TESTS_DIR / "run_worker.py"),
+            data,
+            "async",
+            str(lease_timeout),
+            str(max_workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -219,7 +247,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-async def test_three_worker_processes_run_each_task_once(mp_storages: Storages, tmp_path: Path) -> None:
+async def test_three_worker_processes_run_each_task_once(
+    mp_storages: Storages, tmp_path: Path
+) -> None:
     storages = mp_storages
     q = storages.queue
     log = tmp_path / "runs.log"
@@ -236,7 +266,7 @@ async def test_three_worker_processes_run_each_task_once(mp_storages: Storages, 
         assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
 
 
-async def _count_is(q, status: TaskStatus, n: int) -> bool:  # noqa: ANN001
+async def _count_is(q, status: TaskStatus, n: int) -> bool:
     return await q.count(status=status) == n
 
 

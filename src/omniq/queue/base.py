@@ -19,14 +19,27 @@ from omniq.errors import ConfigError
 from omniq.models import Task, TaskStatus, to_seconds, utcnow
 from omniq.serialization import Serializer, func_name
 
-__all__ = ["AsyncTaskQueue", "CLAIMABLE", "FINAL", "new_id"]
+__all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "new_id"]
 
 CLAIMABLE = (TaskStatus.PENDING, TaskStatus.RETRYING)
 FINAL = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
 _ENQUEUE_OPTIONS = frozenset(
     {
-        "func", "func_args", "args", "queue_name", "priority", "run_at", "run_in", "ttl",
-        "result_ttl", "max_retries", "retry_delay", "timeout", "depends_on", "key", "schedule_id",
+        "func",
+        "func_args",
+        "args",
+        "queue_name",
+        "priority",
+        "run_at",
+        "run_in",
+        "ttl",
+        "result_ttl",
+        "max_retries",
+        "retry_delay",
+        "timeout",
+        "depends_on",
+        "key",
+        "schedule_id",
     }
 )
 
@@ -62,7 +75,7 @@ class AsyncTaskQueue(abc.ABC):
             self.settings.SECRET_KEY, allow_pickle=self.settings.ALLOW_PICKLE
         )
 
-    # --- enqueueing ------------------------------------------------------------------------------
+    # --- enqueueing --------------------------------------------------------------------------
 
     async def enqueue(
         self,
@@ -85,9 +98,20 @@ class AsyncTaskQueue(abc.ABC):
     ) -> str:
         """Store a task and return its id (an existing live task's id when ``key`` matches)."""
         task = self.build_task(
-            func, func_args, args=args, queue_name=queue_name, priority=priority, run_at=run_at,
-            run_in=run_in, ttl=ttl, result_ttl=result_ttl, max_retries=max_retries,
-            retry_delay=retry_delay, timeout=timeout, depends_on=depends_on, key=key,
+            func,
+            func_args,
+            args=args,
+            queue_name=queue_name,
+            priority=priority,
+            run_at=run_at,
+            run_in=run_in,
+            ttl=ttl,
+            result_ttl=result_ttl,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            depends_on=depends_on,
+            key=key,
             schedule_id=schedule_id,
         )
         (task_id,) = await self._insert([task])
@@ -106,7 +130,9 @@ class AsyncTaskQueue(abc.ABC):
             if "func" not in call:
                 raise ConfigError(f"enqueue_many item {i}: 'func' is required")
             options = dict(call)
-            tasks.append(self.build_task(options.pop("func"), options.pop("func_args", None), **options))
+            tasks.append(
+                self.build_task(options.pop("func"), options.pop("func_args", None), **options)
+            )
         return await self._insert(tasks) if tasks else []
 
     def build_task(
@@ -137,7 +163,9 @@ class AsyncTaskQueue(abc.ABC):
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise ConfigError(f"priority must be an int, got {priority!r}")
         if func_args is not None and not isinstance(func_args, Mapping):
-            raise ConfigError(f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}")
+            raise ConfigError(
+                f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}"
+            )
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
             raise ConfigError(f"args must be a list or tuple of positional arguments, got {args!r}")
         if run_at is not None and run_in is not None:
@@ -153,11 +181,17 @@ class AsyncTaskQueue(abc.ABC):
             eta = now
         settings = self.settings
         ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
-        result_ttl_s = _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
+        result_ttl_s = (
+            _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
+        )
         retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
         if not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        delay = settings.RETRY_DELAY if retry_delay is None else _seconds("retry_delay", retry_delay, allow_zero=True)
+        delay = (
+            settings.RETRY_DELAY
+            if retry_delay is None
+            else _seconds("retry_delay", retry_delay, allow_zero=True)
+        )
         timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
         deps = tuple(depends_on or ())
         if deps:
@@ -184,14 +218,14 @@ class AsyncTaskQueue(abc.ABC):
             schedule_id=schedule_id,
         )
 
-    # --- inspection and control ------------------------------------------------------------------
+    # --- inspection and control --------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task with that id, or None."""
         return await self._get(task_id)
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a task that has not finished; a running one is asked to stop. True if it was live."""
+        """Cancel an unfinished task (a running one is asked to stop); True if it was live."""
         task = await self._transition(
             task_id,
             (TaskStatus.PENDING, TaskStatus.WAITING, TaskStatus.RETRYING, TaskStatus.RUNNING),
@@ -219,12 +253,17 @@ class AsyncTaskQueue(abc.ABC):
         return task is not None
 
     async def list_tasks(
-        self, queue_name: str | None = None, status: TaskStatus | str | None = None, limit: int = 100
+        self,
+        queue_name: str | None = None,
+        status: TaskStatus | str | None = None,
+        limit: int = 100,
     ) -> list[Task]:
         """Tasks, oldest first, filtered by queue and status."""
         return await self._list(queue_name, _status(status), limit)
 
-    async def count(self, queue_name: str | None = None, status: TaskStatus | str | None = None) -> int:
+    async def count(
+        self, queue_name: str | None = None, status: TaskStatus | str | None = None
+    ) -> int:
         """How many tasks match."""
         return await self._count(queue_name, _status(status))
 
@@ -232,7 +271,7 @@ class AsyncTaskQueue(abc.ABC):
         """Delete every task that is not running (of one queue, or all); returns how many."""
         return await self._purge(queue_name)
 
-    # --- worker side -----------------------------------------------------------------------------
+    # --- worker side -------------------------------------------------------------------------
 
     async def claim(
         self,
@@ -250,15 +289,24 @@ class AsyncTaskQueue(abc.ABC):
         """
         now = utcnow()
         return await self._claim(
-            worker_id, list(queues) if queues else self.queues, limit, now,
+            worker_id,
+            list(queues) if queues else self.queues,
+            limit,
+            now,
             now + timedelta(seconds=lease_timeout),
         )
 
-    async def renew(self, worker_id: str, task_ids: Sequence[str], lease_timeout: float) -> set[str]:
+    async def renew(
+        self, worker_id: str, task_ids: Sequence[str], lease_timeout: float
+    ) -> set[str]:
         """Extend the leases of tasks ``worker_id`` holds; returns the ids it still holds."""
         if not task_ids:
             return set()
-        return set(await self._renew(worker_id, list(task_ids), utcnow() + timedelta(seconds=lease_timeout)))
+        return set(
+            await self._renew(
+                worker_id, list(task_ids), utcnow() + timedelta(seconds=lease_timeout)
+            )
+        )
 
     async def finish(self, worker_id: str, tasks: Sequence[Task]) -> set[str]:
         """Write the outcome of claimed tasks (status, error, run_at for a retry).
@@ -285,7 +333,7 @@ class AsyncTaskQueue(abc.ABC):
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.close()
 
-    # --- primitives --------------------------------------------------------------------------------
+    # --- primitives --------------------------------------------------------------------------
 
     @abc.abstractmethod
     async def _insert(self, tasks: list[Task]) -> list[str]:
@@ -301,7 +349,12 @@ class AsyncTaskQueue(abc.ABC):
 
     @abc.abstractmethod
     async def _claim(
-        self, worker_id: str, queues: list[str] | None, limit: int, now: datetime, lease_until: datetime
+        self,
+        worker_id: str,
+        queues: list[str] | None,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
     ) -> list[Task]:
         """Atomically move up to ``limit`` tasks to RUNNING and return them as stored.
 
@@ -314,7 +367,7 @@ class AsyncTaskQueue(abc.ABC):
 
     @abc.abstractmethod
     async def _renew(self, worker_id: str, task_ids: list[str], lease_until: datetime) -> list[str]:
-        """Set ``lease_until`` on those tasks still RUNNING under ``worker_id``; return their ids."""
+        """Set ``lease_until`` on the tasks still RUNNING under ``worker_id``; return their ids."""
 
     @abc.abstractmethod
     async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
@@ -322,12 +375,16 @@ class AsyncTaskQueue(abc.ABC):
         ``attempts``; atomic per task. Returns the ids written."""
 
     @abc.abstractmethod
-    async def _transition(self, task_id: str, from_statuses: tuple[TaskStatus, ...], **changes: Any) -> Task | None:
+    async def _transition(
+        self, task_id: str, from_statuses: tuple[TaskStatus, ...], **changes: Any
+    ) -> Task | None:
         """If the task's status is one of ``from_statuses``, apply ``changes`` atomically and
         return the new task; else None."""
 
     @abc.abstractmethod
-    async def _list(self, queue_name: str | None, status: TaskStatus | None, limit: int) -> list[Task]:
+    async def _list(
+        self, queue_name: str | None, status: TaskStatus | None, limit: int
+    ) -> list[Task]:
         """Up to ``limit`` tasks in insertion order."""
 
     @abc.abstractmethod
@@ -340,8 +397,15 @@ class AsyncTaskQueue(abc.ABC):
 
 
 def _check_name(field: str, value: object) -> None:
-    if not isinstance(value, str) or not value or len(value) > 200 or any(c in value for c in "/\\\0"):
-        raise ConfigError(f"{field} must be a non-empty name without '/', '\\\\' or NUL, got {value!r}")
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > 200
+        or any(c in value for c in "/\\\0")
+    ):
+        raise ConfigError(
+            f"{field} must be a non-empty name without '/', '\\\\' or NUL, got {value!r}"
+        )
 
 
 def _seconds(field: str, value: timedelta | float, *, allow_zero: bool = False) -> float:
@@ -350,7 +414,9 @@ def _seconds(field: str, value: timedelta | float, *, allow_zero: bool = False) 
     seconds = to_seconds(value)
     assert seconds is not None
     if seconds < 0 or (seconds == 0 and not allow_zero):
-        raise ConfigError(f"{field} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
+        raise ConfigError(
+            f"{field} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}"
+        )
     return seconds
 
 
@@ -360,4 +426,6 @@ def _status(status: TaskStatus | str | None) -> TaskStatus | None:
     try:
         return TaskStatus(status)
     except ValueError as exc:
-        raise ConfigError(f"status {status!r} is not one of {[s.value for s in TaskStatus]}") from exc
+        raise ConfigError(
+            f"status {status!r} is not one of {[s.value for s in TaskStatus]}"
+        ) from exc

@@ -9,6 +9,7 @@ lease expiry. Heap entries carry a version and are dropped lazily when stale.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import threading
@@ -29,7 +30,9 @@ _Entry = tuple[Any, ...]
 class AsyncMemoryTaskQueue(AsyncTaskQueue):
     """Task queue in this process's memory."""
 
-    def __init__(self, *, project_name: str | None = None, queues: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, project_name: str | None = None, queues: list[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(project_name=project_name, queues=queues, **kwargs)
         self._lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
@@ -46,7 +49,7 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
     def from_config(cls, config: MemoryTaskQueueConfig) -> AsyncMemoryTaskQueue:
         return cls(project_name=config.project_name, queues=config.queues)
 
-    # --- index maintenance (call with the lock held) ------------------------------------------------
+    # --- index maintenance (call with the lock held) -----------------------------------------
 
     def _store(self, task: Task) -> None:
         version = self._version.get(task.id, 0) + 1
@@ -76,7 +79,11 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
         while leases and leases[0][0] < now_ts:
             _, task_id, version = heapq.heappop(leases)
             task = self._tasks.get(task_id)
-            if task is not None and self._version[task_id] == version and task.status is TaskStatus.RUNNING:
+            if (
+                task is not None
+                and self._version[task_id] == version
+                and task.status is TaskStatus.RUNNING
+            ):
                 entry = (-task.priority, self._order[task_id], task_id, version)
                 heapq.heappush(self._ready[task.queue_name], entry)
 
@@ -86,7 +93,7 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
             return None
         return self._tasks.get(task_id)
 
-    # --- primitives ------------------------------------------------------------------------------
+    # --- primitives --------------------------------------------------------------------------
 
     async def _insert(self, tasks: list[Task]) -> list[str]:
         ids = []
@@ -106,7 +113,12 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
         return self._tasks.get(task_id)
 
     async def _claim(
-        self, worker_id: str, queues: list[str] | None, limit: int, now: datetime, lease_until: datetime
+        self,
+        worker_id: str,
+        queues: list[str] | None,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
     ) -> list[Task]:
         claimed: list[Task] = []
         with self._lock:
@@ -119,11 +131,16 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                 task = self._live(heapq.heappop(heap))
                 if task is None:
                     continue
-                if task.status is TaskStatus.RUNNING and (task.lease_until is None or task.lease_until >= now):
+                if task.status is TaskStatus.RUNNING and (
+                    task.lease_until is None or task.lease_until >= now
+                ):
                     continue
                 task = task.evolve(
-                    status=TaskStatus.RUNNING, worker_id=worker_id, lease_until=lease_until,
-                    attempts=task.attempts + 1, started_at=now,
+                    status=TaskStatus.RUNNING,
+                    worker_id=worker_id,
+                    lease_until=lease_until,
+                    attempts=task.attempts + 1,
+                    started_at=now,
                 )
                 self._store(task)
                 claimed.append(task)
@@ -148,7 +165,11 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
         with self._lock:
             for task_id in task_ids:
                 task = self._tasks.get(task_id)
-                if task is not None and task.status is TaskStatus.RUNNING and task.worker_id == worker_id:
+                if (
+                    task is not None
+                    and task.status is TaskStatus.RUNNING
+                    and task.worker_id == worker_id
+                ):
                     self._store(task.evolve(lease_until=lease_until))
                     held.append(task_id)
         return held
@@ -170,7 +191,9 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
             self._signal.notify()
         return written
 
-    async def _transition(self, task_id: str, from_statuses: tuple[TaskStatus, ...], **changes: Any) -> Task | None:
+    async def _transition(
+        self, task_id: str, from_statuses: tuple[TaskStatus, ...], **changes: Any
+    ) -> Task | None:
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None or task.status not in from_statuses:
@@ -181,7 +204,9 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
             self._signal.notify()
         return task
 
-    async def _list(self, queue_name: str | None, status: TaskStatus | None, limit: int) -> list[Task]:
+    async def _list(
+        self, queue_name: str | None, status: TaskStatus | None, limit: int
+    ) -> list[Task]:
         with self._lock:
             tasks = [t for t in self._tasks.values() if _matches(t, queue_name, status)]
         tasks.sort(key=lambda t: self._order[t.id])
@@ -194,8 +219,10 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
     async def _purge(self, queue_name: str | None) -> int:
         with self._lock:
             doomed = [
-                t.id for t in self._tasks.values()
-                if t.status is not TaskStatus.RUNNING and (queue_name is None or t.queue_name == queue_name)
+                t.id
+                for t in self._tasks.values()
+                if t.status is not TaskStatus.RUNNING
+                and (queue_name is None or t.queue_name == queue_name)
             ]
             for task_id in doomed:
                 task = self._tasks.pop(task_id)
@@ -212,14 +239,14 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                 timeout = max(0.0, min(timeout, self._delayed[0][0] - _now_ts()))
             if self._leases:
                 timeout = max(0.0, min(timeout, self._leases[0][0] - _now_ts()))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass
 
 
 def _matches(task: Task, queue_name: str | None, status: TaskStatus | None) -> bool:
-    return (queue_name is None or task.queue_name == queue_name) and (status is None or task.status is status)
+    return (queue_name is None or task.queue_name == queue_name) and (
+        status is None or task.status is status
+    )
 
 
 def _now_ts() -> float:

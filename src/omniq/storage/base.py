@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,7 +38,9 @@ class AsyncResultStorage(abc.ABC):
             self.settings.SECRET_KEY, allow_pickle=self.settings.ALLOW_PICKLE
         )
 
-    async def get(self, task_id: str, wait: bool = False, timeout: float | None = None) -> TaskResult | None:
+    async def get(
+        self, task_id: str, wait: bool = False, timeout: float | None = None
+    ) -> TaskResult | None:
         """The result of a task; with ``wait``, block until it exists (``TimeoutError`` after
         ``timeout`` seconds)."""
         result = await self._get_live(task_id)
@@ -60,10 +63,8 @@ class AsyncResultStorage(abc.ABC):
             if signal is not None:
                 # A signal may be missed across processes: re-check at the slowest poll pace.
                 wait_for = _POLL_MAX * 4 if remaining is None else min(remaining, _POLL_MAX * 4)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(signal, wait_for)
-                except TimeoutError:
-                    pass
             else:
                 await asyncio.sleep(delay if remaining is None else min(delay, remaining))
                 delay = min(delay * 1.5, _POLL_MAX)
@@ -112,7 +113,7 @@ class AsyncResultStorage(abc.ABC):
         """
         return None
 
-    # --- primitives ------------------------------------------------------------------------------
+    # --- primitives --------------------------------------------------------------------------
 
     @abc.abstractmethod
     async def _put_many(self, results: list[tuple[TaskResult, bytes]]) -> None:
@@ -135,7 +136,9 @@ class AsyncResultStorage(abc.ABC):
 class AsyncEventStorage(abc.ABC):
     """Stores the life-cycle events of tasks and schedules; queryable."""
 
-    def __init__(self, *, project_name: str | None = None, settings: Settings | None = None) -> None:
+    def __init__(
+        self, *, project_name: str | None = None, settings: Settings | None = None
+    ) -> None:
         self.settings = settings or get_settings()
         self.project_name = project_name or self.settings.PROJECT_NAME
         _check_name("project_name", self.project_name)
@@ -199,5 +202,3 @@ class AsyncEventStorage(abc.ABC):
     @abc.abstractmethod
     async def _delete_before(self, before: datetime) -> int:
         """Delete events with a timestamp before ``before``."""
-
-

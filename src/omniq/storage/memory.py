@@ -9,10 +9,21 @@ from typing import Any
 
 from omniq._notify import Signal
 from omniq._sync import SyncTwin
-from omniq.models import EventType, MemoryEventStorageConfig, MemoryResultStorageConfig, TaskEvent, TaskResult
+from omniq.models import (
+    EventType,
+    MemoryEventStorageConfig,
+    MemoryResultStorageConfig,
+    TaskEvent,
+    TaskResult,
+)
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 
-__all__ = ["AsyncMemoryEventStorage", "AsyncMemoryResultStorage", "MemoryEventStorage", "MemoryResultStorage"]
+__all__ = [
+    "AsyncMemoryEventStorage",
+    "AsyncMemoryResultStorage",
+    "MemoryEventStorage",
+    "MemoryResultStorage",
+]
 
 
 class AsyncMemoryResultStorage(AsyncResultStorage):
@@ -70,13 +81,18 @@ class AsyncMemoryEventStorage(AsyncEventStorage):
             self._events.extend(events)
 
     async def _query(
-        self, task_id: str | None, event_type: EventType | None, since: datetime | None,
-        until: datetime | None, limit: int,
+        self,
+        task_id: str | None,
+        event_type: EventType | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
     ) -> list[TaskEvent]:
         with self._lock:
             events = list(self._events)
         found = [
-            e for e in events
+            e
+            for e in events
             if (task_id is None or e.task_id == task_id)
             and (event_type is None or e.type is event_type)
             and (since is None or e.timestamp >= since)

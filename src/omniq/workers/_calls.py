@@ -30,7 +30,9 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def call_in_thread(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext) -> Any:
+def call_in_thread(
+    func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext
+) -> Any:
     """Run ``func`` in the calling (worker) thread; coroutines run on this thread's own loop."""
     token = set_current(ctx)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -16,7 +17,9 @@ logger = logging.getLogger("omniq.events")
 class EventBuffer:
     """Collects events and writes them in batches from a background task."""
 
-    def __init__(self, store: Any | None, *, flush_interval: float = 0.05, max_pending: int = 100_000) -> None:
+    def __init__(
+        self, store: Any | None, *, flush_interval: float = 0.05, max_pending: int = 100_000
+    ) -> None:
         self._store = store
         self._pending: list[TaskEvent] = []
         self._flush_interval = flush_interval
@@ -49,10 +52,8 @@ class EventBuffer:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.flush()
 
@@ -70,9 +71,7 @@ class EventBuffer:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         await self.flush()

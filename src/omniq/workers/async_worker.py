@@ -24,7 +24,9 @@ class AsyncWorker(BaseWorker):
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def _setup(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="omniq-sync")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.max_workers, thread_name_prefix="omniq-sync"
+        )
 
     async def _teardown(self) -> None:
         if self._pool is not None:
@@ -32,7 +34,12 @@ class AsyncWorker(BaseWorker):
             self._pool = None
 
     async def _execute(
-        self, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext, task: Task
+        self,
+        func: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        ctx: TaskContext,
+        task: Task,
     ) -> Any:
         if inspect.iscoroutinefunction(getattr(func, "__omniq_func__", func)):
             token = set_current(ctx)
@@ -42,4 +49,6 @@ class AsyncWorker(BaseWorker):
                 reset_current(token)
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self._pool, context.run, call_in_thread, func, args, kwargs, ctx)
+        return await loop.run_in_executor(
+            self._pool, context.run, call_in_thread, func, args, kwargs, ctx
+        )

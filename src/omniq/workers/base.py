@@ -87,8 +87,12 @@ class BaseWorker(abc.ABC):
             queues = [q.strip() for q in queues.split(",") if q.strip()]
         self.queues = list(queues) if queues else None
         self.max_workers = _positive("max_workers", max_workers or self.settings.MAX_WORKERS, int)
-        self.lease_timeout = _positive("lease_timeout", lease_timeout or self.settings.LEASE_TIMEOUT, float)
-        self.poll_interval = _positive("poll_interval", poll_interval or self.settings.POLL_INTERVAL, float)
+        self.lease_timeout = _positive(
+            "lease_timeout", lease_timeout or self.settings.LEASE_TIMEOUT, float
+        )
+        self.poll_interval = _positive(
+            "poll_interval", poll_interval or self.settings.POLL_INTERVAL, float
+        )
         self.stop_timeout = float(stop_timeout)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.serializer = getattr(self.queue, "serializer", None)
@@ -105,7 +109,7 @@ class BaseWorker(abc.ABC):
         self._done: asyncio.Event | None = None
         self.processed = 0
 
-    # --- public ------------------------------------------------------------------------------------
+    # --- public ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start processing in the background on the running loop; returns at once."""
@@ -186,7 +190,9 @@ class BaseWorker(abc.ABC):
         if self._started:
             await self.stop()
 
-    async def get_result(self, task_id: str, wait: bool = True, timeout: float | None = None) -> TaskResult | None:
+    async def get_result(
+        self, task_id: str, wait: bool = True, timeout: float | None = None
+    ) -> TaskResult | None:
         """The task's result from the result store (waits by default)."""
         if self.result_store is None:
             raise ConfigError("result_store: this worker has no result store")
@@ -212,7 +218,7 @@ class BaseWorker(abc.ABC):
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.stop()
 
-    # --- execution strategy ------------------------------------------------------------------------
+    # --- execution strategy ------------------------------------------------------------------
 
     async def _setup(self) -> None:
         """Create pools (called by start)."""
@@ -222,11 +228,16 @@ class BaseWorker(abc.ABC):
 
     @abc.abstractmethod
     async def _execute(
-        self, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext, task: Task
+        self,
+        func: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        ctx: TaskContext,
+        task: Task,
     ) -> Any:
         """Run one call and return its value (or raise its exception)."""
 
-    # --- loops -------------------------------------------------------------------------------------
+    # --- loops -------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         assert self._wake is not None
@@ -293,7 +304,7 @@ class BaseWorker(abc.ABC):
                 except Exception:
                     logger.warning("result clean-up failed", exc_info=True)
 
-    # --- one task ------------------------------------------------------------------------------------
+    # --- one task ----------------------------------------------------------------------------
 
     async def _run_task(self, task: Task, ctx: TaskContext) -> None:
         try:
@@ -313,21 +324,40 @@ class BaseWorker(abc.ABC):
     async def _outcome(self, task: Task, ctx: TaskContext) -> tuple[Task, TaskResult | None] | None:
         now = utcnow()
         if task.expires_at is not None and task.attempts == 1 and task.expires_at <= now:
-            return self._final(task, TaskStatus.EXPIRED, error=TaskError(
-                type="TaskExpired", message=f"not started before its TTL ran out at {task.expires_at}"
-            ), event=EventType.EXPIRED)
+            return self._final(
+                task,
+                TaskStatus.EXPIRED,
+                error=TaskError(
+                    type="TaskExpired",
+                    message=f"not started before its TTL ran out at {task.expires_at}",
+                ),
+                event=EventType.EXPIRED,
+            )
         if task.attempts > task.max_attempts:
-            return self._final(task, TaskStatus.FAILED, error=TaskError(
-                type="WorkerLost",
-                message=f"attempt {task.attempts - 1} of {task.max_attempts} was lost with its worker; "
-                "no attempts left",
-            ), event=EventType.ERROR)
+            return self._final(
+                task,
+                TaskStatus.FAILED,
+                error=TaskError(
+                    type="WorkerLost",
+                    message=f"attempt {task.attempts - 1} of {task.max_attempts} was lost "
+                    "with its worker; "
+                    "no attempts left",
+                ),
+                event=EventType.ERROR,
+            )
         events = self._events
         if events.enabled:
-            events.emit(TaskEvent(
-                task_id=task.id, type=EventType.EXECUTING, timestamp=now, queue_name=task.queue_name,
-                worker_id=self.worker_id, attempt=task.attempts, schedule_id=task.schedule_id,
-            ))
+            events.emit(
+                TaskEvent(
+                    task_id=task.id,
+                    type=EventType.EXECUTING,
+                    timestamp=now,
+                    queue_name=task.queue_name,
+                    worker_id=self.worker_id,
+                    attempt=task.attempts,
+                    schedule_id=task.schedule_id,
+                )
+            )
         started = time.perf_counter()
         try:
             assert self.serializer is not None
@@ -338,10 +368,12 @@ class BaseWorker(abc.ABC):
             return self._final(task, TaskStatus.FAILED, error=_error(exc), event=EventType.ERROR)
         try:
             if task.timeout is not None:
-                value = await asyncio.wait_for(self._execute(func, args, kwargs, ctx, task), task.timeout)
+                value = await asyncio.wait_for(
+                    self._execute(func, args, kwargs, ctx, task), task.timeout
+                )
             else:
                 value = await self._execute(func, args, kwargs, ctx, task)
-        except TimeoutError as exc:
+        except TimeoutError:
             ctx.cancel()
             if task.timeout is not None and time.perf_counter() - started >= task.timeout * 0.99:
                 exc = TaskTimeoutError(f"task exceeded its timeout of {task.timeout} s")
@@ -351,16 +383,22 @@ class BaseWorker(abc.ABC):
         except Exception as exc:
             return self._failure(task, exc, time.perf_counter() - started)
         duration = time.perf_counter() - started
-        return self._final(task, TaskStatus.SUCCESS, value=value, event=EventType.COMPLETE, duration=duration)
+        return self._final(
+            task, TaskStatus.SUCCESS, value=value, event=EventType.COMPLETE, duration=duration
+        )
 
-    async def _interrupted(self, task: Task, exc: asyncio.CancelledError) -> tuple[Task, TaskResult | None] | None:
+    async def _interrupted(
+        self, task: Task, exc: asyncio.CancelledError
+    ) -> tuple[Task, TaskResult | None] | None:
         current = asyncio.current_task()
         if current is not None:
             current.uncancel()
         reason = exc.args[0] if exc.args else None
         if reason == "release":
             # Shutdown grace ran out: hand the task back at once (the attempt still counts).
-            release = task.evolve(status=TaskStatus.PENDING, worker_id=None, lease_until=None, run_at=utcnow())
+            release = task.evolve(
+                status=TaskStatus.PENDING, worker_id=None, lease_until=None, run_at=utcnow()
+            )
             return release, None
         stored = await self.queue.get_task(task.id)
         if stored is not None and stored.status is TaskStatus.CANCELLED:
@@ -371,24 +409,39 @@ class BaseWorker(abc.ABC):
             return None
         return None  # lease lost to another worker: it owns the task now
 
-    def _failure(self, task: Task, exc: BaseException, duration: float) -> tuple[Task, TaskResult | None]:
+    def _failure(
+        self, task: Task, exc: BaseException, duration: float
+    ) -> tuple[Task, TaskResult | None]:
         error = _error(exc)
         if should_retry(task.attempts, task.max_retries):
             delay = retry_delay(task.attempts, task.retry_delay)
             retry = task.evolve(
-                status=TaskStatus.RETRYING, run_at=utcnow() + timedelta(seconds=delay),
-                worker_id=None, lease_until=None, error=error,
+                status=TaskStatus.RETRYING,
+                run_at=utcnow() + timedelta(seconds=delay),
+                worker_id=None,
+                lease_until=None,
+                error=error,
             )
             self._emit(task, EventType.RETRY, error=error, duration=duration)
             return retry, None
-        return self._final(task, TaskStatus.FAILED, error=error, event=EventType.ERROR, duration=duration)
+        return self._final(
+            task, TaskStatus.FAILED, error=error, event=EventType.ERROR, duration=duration
+        )
 
     def _final(
-        self, task: Task, status: TaskStatus, *, value: Any = None, error: TaskError | None = None,
-        event: EventType, duration: float | None = None,
+        self,
+        task: Task,
+        status: TaskStatus,
+        *,
+        value: Any = None,
+        error: TaskError | None = None,
+        event: EventType,
+        duration: float | None = None,
     ) -> tuple[Task, TaskResult | None]:
         result = self._result(task, status, value=value, error=error)
-        done = task.evolve(status=status, finished_at=result.finished_at, lease_until=None, error=error)
+        done = task.evolve(
+            status=status, finished_at=result.finished_at, lease_until=None, error=error
+        )
         self._emit(task, event, error=error, duration=duration)
         return done, result
 
@@ -397,26 +450,50 @@ class BaseWorker(abc.ABC):
     ) -> TaskResult:
         finished = utcnow()
         return TaskResult(
-            task_id=task.id, status=status, value=value, error=error, attempts=task.attempts,
-            queue_name=task.queue_name, started_at=task.started_at, finished_at=finished,
-            worker_id=self.worker_id, schedule_id=task.schedule_id,
-            expires_at=finished + timedelta(seconds=task.result_ttl) if task.result_ttl is not None else None,
+            task_id=task.id,
+            status=status,
+            value=value,
+            error=error,
+            attempts=task.attempts,
+            queue_name=task.queue_name,
+            started_at=task.started_at,
+            finished_at=finished,
+            worker_id=self.worker_id,
+            schedule_id=task.schedule_id,
+            expires_at=finished + timedelta(seconds=task.result_ttl)
+            if task.result_ttl is not None
+            else None,
         )
 
-    def _emit(self, task: Task, kind: EventType, *, error: TaskError | None = None, duration: float | None = None) -> None:
+    def _emit(
+        self,
+        task: Task,
+        kind: EventType,
+        *,
+        error: TaskError | None = None,
+        duration: float | None = None,
+    ) -> None:
         if self._events.enabled:
-            self._events.emit(TaskEvent(
-                task_id=task.id, type=kind, timestamp=utcnow(), queue_name=task.queue_name,
-                worker_id=self.worker_id, attempt=task.attempts, duration=duration, error=error,
-                schedule_id=task.schedule_id,
-            ))
+            self._events.emit(
+                TaskEvent(
+                    task_id=task.id,
+                    type=kind,
+                    timestamp=utcnow(),
+                    queue_name=task.queue_name,
+                    worker_id=self.worker_id,
+                    attempt=task.attempts,
+                    duration=duration,
+                    error=error,
+                    schedule_id=task.schedule_id,
+                )
+            )
 
     def _store_orphan_result(self, result: TaskResult) -> None:
         self._completions.append((_NO_TASK, result))
         assert self._flush_wanted is not None
         self._flush_wanted.set()
 
-    # --- writing outcomes ------------------------------------------------------------------------------
+    # --- writing outcomes --------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
         assert self._flush_wanted is not None and self._flushed is not None
@@ -437,7 +514,9 @@ class BaseWorker(abc.ABC):
                     await self.result_store.put_many(results)
                 await self.queue.finish(self.worker_id, tasks)
             except Exception:
-                logger.warning("writing %d task outcomes failed; retrying", len(batch), exc_info=True)
+                logger.warning(
+                    "writing %d task outcomes failed; retrying", len(batch), exc_info=True
+                )
                 self._completions[:0] = batch
                 await asyncio.sleep(_WRITE_RETRY_DELAY)
                 continue
@@ -453,9 +532,7 @@ class BaseWorker(abc.ABC):
                 await asyncio.sleep(0.01)
 
 
-_NO_TASK = Task(
-    id="", func_name="", payload=b"", created_at=utcnow(), run_at=utcnow()
-)
+_NO_TASK = Task(id="", func_name="", payload=b"", created_at=utcnow(), run_at=utcnow())
 
 
 def _error(exc: BaseException) -> TaskError:

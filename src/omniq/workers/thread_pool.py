@@ -26,7 +26,9 @@ class AsyncThreadPoolWorker(BaseWorker):
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def _setup(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="omniq-worker")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.max_workers, thread_name_prefix="omniq-worker"
+        )
 
     async def _teardown(self) -> None:
         if self._pool is not None:
@@ -34,7 +36,12 @@ class AsyncThreadPoolWorker(BaseWorker):
             self._pool = None
 
     async def _execute(
-        self, func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], ctx: TaskContext, task: Task
+        self,
+        func: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        ctx: TaskContext,
+        task: Task,
     ) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, call_in_thread, func, args, kwargs, ctx)
@@ -64,7 +71,5 @@ class ThreadPoolWorker(SyncTwin, twin=AsyncThreadPoolWorker):
     until SIGINT/SIGTERM."""
 
     def run(self) -> None:
-        """Process until SIGINT/SIGTERM (or ``stop()`` from another thread), then stop gracefully."""
+        """Process until SIGINT/SIGTERM (or ``stop()`` from another thread), then stop."""
         run_until_signalled(self)
-
-
