@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import signal
 import threading
 from collections.abc import Callable
@@ -13,6 +11,7 @@ from omniq._sync import SyncTwin
 from omniq.context import TaskContext
 from omniq.models import Task
 from omniq.workers._calls import call_in_thread
+from omniq.workers._threads import ThreadRunner
 from omniq.workers.base import BaseWorker
 
 __all__ = ["AsyncThreadPoolWorker", "ThreadPoolWorker", "run_until_signalled"]
@@ -23,16 +22,15 @@ class AsyncThreadPoolWorker(BaseWorker):
     Threads cannot be killed: a timed-out or cancelled task is asked to stop through
     ``omniq.current_task().cancelled``."""
 
-    _pool: concurrent.futures.ThreadPoolExecutor | None = None
+    _pool: ThreadRunner | None = None
 
     async def _setup(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            self.max_workers, thread_name_prefix="omniq-worker"
-        )
+        self._pool = ThreadRunner(self.max_workers)
+        self._pool.start()
 
     async def _teardown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
 
     async def _execute(
@@ -43,8 +41,8 @@ class AsyncThreadPoolWorker(BaseWorker):
         ctx: TaskContext,
         task: Task,
     ) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, call_in_thread, func, args, kwargs, ctx)
+        assert self._pool is not None
+        return await self._pool.submit(call_in_thread, func, args, kwargs, ctx)
 
 
 def run_until_signalled(worker: SyncTwin) -> None:
