@@ -153,6 +153,12 @@ class SyncTwin:
         self._async, self._factory, self._pid = async_obj, factory, os.getpid()
         return self
 
+    def __getattr__(self, name: str) -> Any:
+        # Instance attributes of the async object (project_name, settings, ...), read-only.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._target(), name)
+
     def __enter__(self) -> Any:
         _portal.run(self._target().__aenter__())
         return self

@@ -2,9 +2,12 @@
 
 from omniq.queue.base import AsyncTaskQueue
 from omniq.queue.memory import AsyncMemoryTaskQueue, MemoryTaskQueue
+from omniq.queue.sqlite import AsyncSQLiteTaskQueue, SQLiteTaskQueue
 
 __all__ = [
     "AsyncMemoryTaskQueue",
+    "AsyncSQLiteTaskQueue",
     "AsyncTaskQueue",
     "MemoryTaskQueue",
+    "SQLiteTaskQueue",
 ]

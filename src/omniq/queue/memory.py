@@ -14,6 +14,7 @@ import heapq
 import itertools
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -232,7 +233,7 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                     del self._keys[task.key]
         return len(doomed)
 
-    async def wait_for_tasks(self, timeout: float) -> None:
+    async def wait_for_tasks(self, timeout: float, queues: Sequence[str] | None = None) -> None:
         future = self._signal.subscribe()
         with self._lock:
             if self._delayed:

@@ -1,4 +1,5 @@
-"""Result and event storages: one module per backend, each with an ``Async*`` core and its sync twin."""
+"""Result and event storages: one module per backend, each with an ``Async*`` core and its
+sync twin."""
 
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 from omniq.storage.memory import (
@@ -7,12 +8,22 @@ from omniq.storage.memory import (
     MemoryEventStorage,
     MemoryResultStorage,
 )
+from omniq.storage.sqlite import (
+    AsyncSQLiteEventStorage,
+    AsyncSQLiteResultStorage,
+    SQLiteEventStorage,
+    SQLiteResultStorage,
+)
 
 __all__ = [
     "AsyncEventStorage",
     "AsyncMemoryEventStorage",
     "AsyncMemoryResultStorage",
     "AsyncResultStorage",
+    "AsyncSQLiteEventStorage",
+    "AsyncSQLiteResultStorage",
     "MemoryEventStorage",
     "MemoryResultStorage",
+    "SQLiteEventStorage",
+    "SQLiteResultStorage",
 ]

@@ -86,6 +86,7 @@ class BaseWorker(abc.ABC):
         if isinstance(queues, str):
             queues = [q.strip() for q in queues.split(",") if q.strip()]
         self.queues = list(queues) if queues else None
+        self._watched = self.queues or getattr(self.queue, "queues", None)
         self.max_workers = _positive("max_workers", max_workers or self.settings.MAX_WORKERS, int)
         self.lease_timeout = _positive(
             "lease_timeout", lease_timeout or self.settings.LEASE_TIMEOUT, float
@@ -268,7 +269,7 @@ class BaseWorker(abc.ABC):
     async def _idle(self, timeout: float) -> None:
         assert self._wake is not None
         self._wake.clear()
-        waiter = asyncio.ensure_future(self.queue.wait_for_tasks(timeout))
+        waiter = asyncio.ensure_future(self.queue.wait_for_tasks(timeout, self._watched))
         stopper = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,118 @@
+-- OmniQ's SQLite statements, one "-- name: X" section each (read by omniq._sqlite.sql).
+-- Named parameters (:project, ...), except where noted. Python fills only the {braces}, and only
+-- from fixed lists of column names and filter clauses, never from values.
+
+-- --- tasks -----------------------------------------------------------------------------------
+
+-- name: insert_task
+-- Positional parameters, columns as listed by omniq._sqlite.codec.insert_rows (NULL columns are
+-- left out: binding by position and not binding None make bulk inserts twice as fast). A live
+-- task with the same key wins: this row is skipped.
+INSERT INTO omniq_tasks ({columns}) VALUES ({placeholders})
+ON CONFLICT (project, key)
+    WHERE key IS NOT NULL AND status NOT IN ('success', 'failed', 'cancelled', 'expired')
+DO NOTHING;
+
+-- name: live_keys
+SELECT key, id FROM omniq_tasks
+WHERE project = :project AND key IN (SELECT value FROM json_each(:keys))
+    AND key IS NOT NULL AND status NOT IN ('success', 'failed', 'cancelled', 'expired');
+
+-- name: get_task
+SELECT * FROM omniq_tasks WHERE project = :project AND id = :id;
+
+-- name: ready_in_queue
+-- The status term repeats the partial index's condition so the index applies; run_at is in
+-- the index, so delayed tasks are skipped without reading their rows.
+SELECT seq, queue_name, priority FROM omniq_tasks INDEXED BY omniq_tasks_ready_by_queue
+WHERE project = :project AND queue_name = :queue_name
+    AND status IN ('pending', 'retrying') AND run_at <= :now
+ORDER BY priority DESC, seq
+LIMIT :limit;
+
+-- name: ready_in_any_queue
+SELECT seq, queue_name, priority FROM omniq_tasks INDEXED BY omniq_tasks_ready
+WHERE project = :project AND status IN ('pending', 'retrying') AND run_at <= :now
+ORDER BY priority DESC, seq
+LIMIT :limit;
+
+-- name: lapsed_leases
+SELECT seq, queue_name, priority FROM omniq_tasks INDEXED BY omniq_tasks_leases
+WHERE project = :project AND status = 'running' AND lease_until < :now;
+
+-- name: take
+-- Unary + keeps the planner on rowid lookups: without statistics it would rather scan an index
+-- on project than trust a short json_each list.
+UPDATE omniq_tasks
+SET status = 'running', worker_id = :worker_id, lease_until = :lease_until,
+    attempts = attempts + 1, started_at = :now
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND +project = :project
+RETURNING *;
+
+-- name: renew
+UPDATE omniq_tasks SET lease_until = :lease_until
+WHERE project = :project AND id IN (SELECT value FROM json_each(:ids))
+    AND +status = 'running' AND worker_id = :worker_id
+RETURNING id;
+
+-- name: finish
+-- Compare-and-set: only the claim that is still current may write its outcome.
+UPDATE omniq_tasks
+SET status = :status, priority = :priority, run_at = :run_at, expires_at = :expires_at,
+    lease_until = :lease_until, worker_id = :new_worker_id, started_at = :started_at,
+    finished_at = :finished_at, error = :error
+WHERE project = :project AND id = :id
+    AND status = 'running' AND worker_id = :worker_id AND attempts = :attempts;
+
+-- name: transition
+UPDATE omniq_tasks SET {assignments}
+WHERE project = :project AND id = :id AND status IN (SELECT value FROM json_each(:from_statuses))
+RETURNING *;
+
+-- name: list_tasks
+-- Pick the rows on an index alone, then read only those (a sort of many full rows otherwise).
+SELECT * FROM omniq_tasks
+WHERE seq IN (
+    SELECT seq FROM omniq_tasks WHERE project = :project {filters} ORDER BY seq LIMIT :limit
+)
+ORDER BY seq;
+
+-- name: count_tasks
+SELECT count(*) AS n FROM omniq_tasks WHERE project = :project {filters};
+
+-- name: purge_tasks
+DELETE FROM omniq_tasks WHERE project = :project AND status != 'running' {filters};
+
+-- --- results ---------------------------------------------------------------------------------
+
+-- name: put_result
+INSERT INTO omniq_results (project, task_id, data, expires_at, schedule_id, finished_at)
+VALUES (:project, :task_id, :data, :expires_at, :schedule_id, :finished_at)
+ON CONFLICT (project, task_id) DO UPDATE SET
+    data = excluded.data, expires_at = excluded.expires_at,
+    schedule_id = excluded.schedule_id, finished_at = excluded.finished_at;
+
+-- name: get_result
+SELECT data FROM omniq_results WHERE project = :project AND task_id = :task_id;
+
+-- name: delete_result
+DELETE FROM omniq_results WHERE project = :project AND task_id = :task_id;
+
+-- name: delete_expired_results
+DELETE FROM omniq_results
+WHERE project = :project AND expires_at IS NOT NULL AND expires_at <= :now;
+
+-- --- events ----------------------------------------------------------------------------------
+
+-- name: insert_event
+INSERT INTO omniq_events
+    (project, task_id, type, timestamp, queue_name, worker_id, attempt, duration, error, schedule_id)
+VALUES
+    (:project, :task_id, :type, :timestamp, :queue_name, :worker_id, :attempt, :duration, :error,
+     :schedule_id);
+
+-- name: query_events
+SELECT * FROM omniq_events WHERE project = :project {filters} ORDER BY timestamp, id LIMIT :limit;
+
+-- name: delete_events_before
+DELETE FROM omniq_events WHERE project = :project AND timestamp < :before;
