@@ -22,13 +22,21 @@ class BackendSpec:
     events: str | None
     options: dict[str, Any] = field(default_factory=dict)
     multiprocess: bool = True  # storage shared by OS processes
+    # Backends without an event storage of their own log events elsewhere (SQLite, say):
+    event_options: dict[str, Any] | None = None
 
     def component_args(self, project: str) -> dict[str, Any]:
         return {"project_name": project, **self.options}
 
-    def build(self, path: str, project: str) -> Any:
+    def event_args(self, project: str) -> dict[str, Any]:
+        if self.event_options is None:
+            return self.component_args(project)
+        return {"project_name": project, **self.event_options}
+
+    def build(self, path: str, project: str, args: dict[str, Any] | None = None) -> Any:
         module, _, name = path.partition(":")
-        return getattr(importlib.import_module(module), name)(**self.component_args(project))
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**(args if args is not None else self.component_args(project)))
 
     def make_queue(self, project: str) -> Any:
         return self.build(self.queue, project)
@@ -37,7 +45,7 @@ class BackendSpec:
         return self.build(self.results, project)
 
     def make_events(self, project: str) -> Any:
-        return self.build(self.events, project) if self.events else None
+        return self.build(self.events, project, self.event_args(project)) if self.events else None
 
     def as_data(self, project: str) -> dict[str, Any]:
         return {
@@ -45,6 +53,7 @@ class BackendSpec:
             "results": self.results,
             "events": self.events,
             "args": self.component_args(project),
+            "event_args": self.event_args(project),
         }
 
 

@@ -26,7 +26,7 @@ async def main(
     worker = worker_class(
         queue=build(spec["queue"], args),
         result_store=build(spec["results"], args),
-        event_store=build(spec["events"], args),
+        event_store=build(spec["events"], spec["event_args"]),
         lease_timeout=lease_timeout,
         poll_interval=0.05,
         max_workers=max_workers,

@@ -355,7 +355,7 @@ def test_one_object_serves_several_event_loops_and_reopens_after_close(db: str) 
     task_id = asyncio.run(q.enqueue(FUNC))
     assert asyncio.run(q.get_task(task_id)).id == task_id
     asyncio.run(q.close())
-    assert q._runner._thread is None
+    assert q._runner._runner is None  # the handle released the shared connection
     assert asyncio.run(q.count()) == 1
     asyncio.run(q.close())
 

@@ -214,7 +214,7 @@ class AsyncOmniQ:
             return []
         await self._events.flush()
         if self.worker is not None:
-            await self.worker._events.flush()
+            await self.worker.flush_events()
         return await self.event_store.get_events(task_id, event_type, since, until, limit)
 
     # --- worker ------------------------------------------------------------------------------

@@ -17,11 +17,14 @@ import contextlib
 import hashlib
 import hmac
 import importlib
+import io
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import dill
+import dill._dill
 import msgspec
 
 from omniq.errors import SerializationError, SignatureError
@@ -38,6 +41,33 @@ _MAC_SIZE = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 _encoder = msgspec.msgpack.Encoder()
+
+
+class _Pickler(dill.Pickler):
+    """dill, except that modules other than ``__main__`` travel by name.
+
+    dill pickles modules outside site-packages by value (an editable install, the user's own
+    package), which drags their whole state along and fails on objects such as context
+    variables. Workers import those modules instead.
+    """
+
+    dispatch = dill.Pickler.dispatch.copy()
+
+
+def _save_module(pickler: Any, module: types.ModuleType) -> None:
+    if module.__name__ == "__main__":
+        dill._dill.save_module(pickler, module)
+    else:
+        pickler.save_reduce(importlib.import_module, (module.__name__,), obj=module)
+
+
+_Pickler.dispatch[types.ModuleType] = _save_module
+
+
+def _dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=dill.settings["protocol"], recurse=True).dump(value)
+    return buffer.getvalue()
 
 
 def resolve_import_path(path: str) -> Any:
@@ -206,7 +236,7 @@ class Serializer:
                 "which is disabled (allow_pickle=False)"
             )
         try:
-            data = dill.dumps(value, recurse=True)
+            data = _dumps(value)
         except Exception as exc:  # dill raises many types for unpicklable objects
             raise SerializationError(
                 f"{what} of type {type(value).__qualname__} cannot be serialized: {exc}"

@@ -169,7 +169,7 @@ async def test_events_follow_the_life_cycle(storages: Storages) -> None:
     async with make_worker(storages) as worker:
         ok = await q.enqueue(taskfns.noop)
         await storages.results.get(ok, wait=True, timeout=10)
-        await worker._events.flush()
+        await worker.flush_events()
     found = await events.get_events(task_id=ok)
     assert [e.type for e in found] == [EventType.EXECUTING, EventType.COMPLETE]
     assert found[1].duration is not None and found[1].worker_id == worker.worker_id
@@ -306,3 +306,14 @@ async def test_poison_task_ends_failed(mp_storages: Storages, tmp_path: Path) ->
         result = await results.get(task_id, wait=True, timeout=30)
     assert result.status is TaskStatus.FAILED and result.error.type == "WorkerLost"
     assert result.attempts == 2
+
+
+async def test_delayed_task_runs_on_time_with_a_long_poll_interval(storages: Storages) -> None:
+    q, results = storages.queue, storages.results
+    async with make_worker(storages, poll_interval=30):
+        await asyncio.sleep(0.05)  # the worker is idle, waiting
+        started = time.perf_counter()
+        task_id = await q.enqueue(taskfns.noop, run_in=0.3)
+        await results.get(task_id, wait=True, timeout=10)
+        waited = time.perf_counter() - started
+    assert 0.25 <= waited < 2.0, waited

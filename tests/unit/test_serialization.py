@@ -112,3 +112,16 @@ def test_results_round_trip() -> None:
         attempts=2,
     )
     assert s.decode_result(s.encode_result(result)) == result
+
+
+def test_modules_referenced_by_value_functions_travel_by_name() -> None:
+    import omniq
+
+    def uses_module() -> object:
+        return omniq.current_task()
+
+    s = Serializer()
+    payload = s.encode_call(uses_module)
+    assert len(payload) < 2000  # the omniq package itself is not in the pickle
+    func, _, _ = s.decode_call(payload)
+    assert func() is None

@@ -40,6 +40,18 @@ LIMIT :limit;
 SELECT seq, queue_name, priority FROM omniq_tasks INDEXED BY omniq_tasks_leases
 WHERE project = :project AND status = 'running' AND lease_until < :now;
 
+-- name: next_due
+-- When an idle worker should look again even if nothing is written: the next delayed task
+-- becoming due, or the next lease lapsing.
+-- (The aggregate min skips NULLs; the two-argument scalar min would return NULL.)
+SELECT min(at) AS next_at FROM (
+    SELECT min(run_at) AS at FROM omniq_tasks INDEXED BY omniq_tasks_due
+    WHERE project = :project AND status IN ('pending', 'retrying')
+    UNION ALL
+    SELECT min(lease_until) FROM omniq_tasks INDEXED BY omniq_tasks_leases
+    WHERE project = :project AND status = 'running'
+);
+
 -- name: take
 -- Unary + keeps the planner on rowid lookups: without statistics it would rather scan an index
 -- on project than trust a short json_each list.

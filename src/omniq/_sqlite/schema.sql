@@ -67,6 +67,10 @@ CREATE INDEX IF NOT EXISTS omniq_tasks_ready
     WHERE status IN ('pending', 'retrying');
 
 -- Lapsed leases of lost workers.
+CREATE INDEX IF NOT EXISTS omniq_tasks_due
+    ON omniq_tasks (project, run_at)
+    WHERE status IN ('pending', 'retrying');
+
 CREATE INDEX IF NOT EXISTS omniq_tasks_leases
     ON omniq_tasks (project, lease_until)
     WHERE status = 'running';

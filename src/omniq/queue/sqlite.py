@@ -22,7 +22,7 @@ from typing import Any
 from omniq._notify import channel
 from omniq._sqlite import database_path
 from omniq._sqlite.codec import error_json, insert_rows, task_changes, task_from_row, to_epoch
-from omniq._sqlite.connection import Runner, data_version, write
+from omniq._sqlite.connection import SharedRunner, data_version, write
 from omniq._sqlite.sql import QUERIES
 from omniq._sync import SyncTwin
 from omniq.config import Settings
@@ -70,7 +70,7 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
             project_name=project_name, queues=queues, serializer=serializer, settings=settings
         )
         self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = Runner(self.db_path)
+        self._runner = SharedRunner(self.db_path)
         self._signal = channel(("sqlite-queue", self.db_path, self.project_name))
         # What the last claim saw, so that a waiter wakes only for news after it.
         self._seen_version: int | None = None
@@ -178,20 +178,29 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
 
         Writers in this process wake the waiter at once. Commits by other processes are seen by
         polling ``PRAGMA data_version`` every 25 ms; after one, a quick indexed look decides
-        whether a task is due in ``queues`` (default: those of the last claim).
+        whether a task is due in ``queues`` (default: those of the last claim). The waiter also
+        returns when the next delayed task or lease comes due.
         """
         watched = list(queues) if queues is not None else self._claim_queues
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         woken = self._signal.subscribe()  # before looking, so no notification falls in between
         try:
-            version = self._seen_version
+            version: int | None = None  # look once in full: delayed tasks change no version
+            next_at: float | None = None
             while True:
-                params = {"project": self.project_name, "now": utcnow().timestamp()}
-                version, due = await self._runner.run(_poll, params, watched, version)
+                now = utcnow().timestamp()
+                params = {"project": self.project_name, "now": now}
+                moved, version, due, found_next = await self._runner.run(
+                    _poll, params, watched, version
+                )
+                if moved:
+                    next_at = found_next
                 remaining = deadline - loop.time()
-                if due or remaining <= 0:
+                if due or remaining <= 0 or (next_at is not None and next_at <= now):
                     return
+                if next_at is not None:
+                    remaining = min(remaining, next_at - now + 0.001)
                 done, _ = await asyncio.wait({woken}, timeout=min(_POLL_S, remaining))
                 if done:
                     return
@@ -258,23 +267,25 @@ def _claim(
 
 def _poll(
     conn: sqlite3.Connection, params: dict[str, Any], queues: list[str] | None, seen: int | None
-) -> tuple[int, bool]:
-    """The data version, and whether a task is due, looked up only when the version moved."""
+) -> tuple[bool, int, bool, float | None]:
+    """Whether the data version moved, the version, whether a task is due, and when the next
+    delayed task or lease comes due (looked up only when the version moved)."""
     version = data_version(conn)
     if version == seen:
-        return version, False
+        return False, version, False, None
+    next_at = conn.execute(QUERIES["next_due"], params).fetchone()["next_at"]
     if conn.execute(QUERIES["lapsed_leases"], params).fetchone() is not None:
-        return version, True  # rare; not worth filtering by queue
+        return True, version, True, next_at  # rare; not worth filtering by queue
     if queues is None:
-        return version, bool(
-            conn.execute(QUERIES["ready_in_any_queue"], {**params, "limit": 1}).fetchall()
+        due = bool(conn.execute(QUERIES["ready_in_any_queue"], {**params, "limit": 1}).fetchall())
+    else:
+        due = any(
+            conn.execute(
+                QUERIES["ready_in_queue"], {**params, "queue_name": name, "limit": 1}
+            ).fetchall()
+            for name in queues
         )
-    return version, any(
-        conn.execute(
-            QUERIES["ready_in_queue"], {**params, "queue_name": name, "limit": 1}
-        ).fetchall()
-        for name in queues
-    )
+    return True, version, due, next_at
 
 
 def _renew(conn: sqlite3.Connection, params: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 from omniq._notify import channel
 from omniq._sqlite import database_path
 from omniq._sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
-from omniq._sqlite.connection import Runner, write
+from omniq._sqlite.connection import SharedRunner, write
 from omniq._sqlite.sql import QUERIES
 from omniq._sync import SyncTwin
 from omniq.config import Settings
@@ -65,7 +65,7 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         """
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = Runner(self.db_path)
+        self._runner = SharedRunner(self.db_path)
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
 
     @classmethod
@@ -134,7 +134,7 @@ class AsyncSQLiteEventStorage(AsyncEventStorage):
         """
         super().__init__(project_name=project_name, settings=settings)
         self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = Runner(self.db_path)
+        self._runner = SharedRunner(self.db_path)
 
     @classmethod
     def from_config(cls, config: SQLiteEventStorageConfig) -> AsyncSQLiteEventStorage:

@@ -41,6 +41,7 @@ logger = logging.getLogger("omniq.worker")
 
 _MAINTENANCE_INTERVAL = 60.0
 _WRITE_RETRY_DELAY = 0.5
+_CLAIM_GATHER = 0.002  # seconds a busy worker may wait to claim for several free slots at once
 
 
 class _Release(Exception):
@@ -199,6 +200,10 @@ class BaseWorker(abc.ABC):
             raise ConfigError("result_store: this worker has no result store")
         return await self.result_store.get(task_id, wait=wait, timeout=timeout)
 
+    async def flush_events(self) -> None:
+        """Write the events buffered so far (they are otherwise written every 50 ms)."""
+        await self._events.flush()
+
     async def join(self, timeout: float | None = None) -> None:
         """Wait until the queue has no pending, retrying or running task (tests, scripts)."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -241,14 +246,39 @@ class BaseWorker(abc.ABC):
     # --- loops -------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self._claim_until_stopped()
+            except Exception:
+                # A storage error while waiting must not end claiming silently.
+                logger.exception("claim loop failed; restarting it")
+                await asyncio.sleep(self.poll_interval)
+
+    async def _claim_until_stopped(self) -> None:
         assert self._wake is not None
         wake = self._wake
+        loop = asyncio.get_running_loop()
+        batch = max(1, self.max_workers // 2)
         while not self._stopping:
             free = self.max_workers - len(self._running)
             if free <= 0:
                 wake.clear()
                 await wake.wait()
                 continue
+            if free < batch and self._running:
+                # Let a few more slots free up so one claim serves several tasks (claims are the
+                # costliest storage call per task); bounded by _CLAIM_GATHER so slow tasks lose
+                # nothing.
+                deadline = loop.time() + _CLAIM_GATHER
+                while free < batch and (remaining := deadline - loop.time()) > 0:
+                    wake.clear()
+                    try:
+                        await asyncio.wait_for(wake.wait(), remaining)
+                    except TimeoutError:
+                        break
+                    free = self.max_workers - len(self._running)
+                if self._stopping:
+                    break
             try:
                 tasks = await self.queue.claim(
                     self.worker_id, queues=self.queues, limit=free, lease_timeout=self.lease_timeout
@@ -260,7 +290,6 @@ class BaseWorker(abc.ABC):
             if not tasks:
                 await self._idle(self.poll_interval)
                 continue
-            loop = asyncio.get_running_loop()
             for task in tasks:
                 ctx = TaskContext(task.id, task.attempts, task.queue_name, self.worker_id)
                 runner = loop.create_task(self._run_task(task, ctx))
