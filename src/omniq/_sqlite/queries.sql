@@ -68,13 +68,28 @@ WHERE project = :project AND id IN (SELECT value FROM json_each(:ids))
 RETURNING id;
 
 -- name: finish
--- Compare-and-set: only the claim that is still current may write its outcome.
+-- Compare-and-set for a whole batch in one statement: only claims that are still current may
+-- write their outcome. :batch is a JSON array of [id, attempts, status, priority, run_at,
+-- expires_at, lease_until, worker_id, started_at, finished_at, error] arrays. MATERIALIZED
+-- makes the batch the outer loop: one (project, id) index lookup per element.
+WITH b AS MATERIALIZED (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempts,
+        json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS priority,
+        json_extract(value, '$[4]') AS run_at, json_extract(value, '$[5]') AS expires_at,
+        json_extract(value, '$[6]') AS lease_until, json_extract(value, '$[7]') AS worker_id,
+        json_extract(value, '$[8]') AS started_at, json_extract(value, '$[9]') AS finished_at,
+        json_extract(value, '$[10]') AS error
+    FROM json_each(:batch)
+)
 UPDATE omniq_tasks
-SET status = :status, priority = :priority, run_at = :run_at, expires_at = :expires_at,
-    lease_until = :lease_until, worker_id = :new_worker_id, started_at = :started_at,
-    finished_at = :finished_at, error = :error
-WHERE project = :project AND id = :id
-    AND status = 'running' AND worker_id = :worker_id AND attempts = :attempts;
+SET status = b.status, priority = b.priority, run_at = b.run_at, expires_at = b.expires_at,
+    lease_until = b.lease_until, worker_id = b.worker_id, started_at = b.started_at,
+    finished_at = b.finished_at, error = b.error
+FROM b
+WHERE omniq_tasks.project = :project AND omniq_tasks.id = b.id
+    AND +omniq_tasks.status = 'running' AND omniq_tasks.worker_id = :worker_id
+    AND omniq_tasks.attempts = b.attempts
+RETURNING omniq_tasks.id;
 
 -- name: transition
 UPDATE omniq_tasks SET {assignments}

@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS omniq_results (
     schedule_id  TEXT,
     finished_at  REAL,
     PRIMARY KEY (project, task_id)
-);
+) WITHOUT ROWID;
 
 CREATE INDEX IF NOT EXISTS omniq_results_expiry
     ON omniq_results (project, expires_at)

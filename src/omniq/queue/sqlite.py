@@ -294,30 +294,20 @@ def _renew(conn: sqlite3.Connection, params: dict[str, Any]) -> list[str]:
 
 
 def _finish(conn: sqlite3.Connection, project: str, worker_id: str, tasks: list[Task]) -> list[str]:
-    written = []
+    batch = json.dumps(
+        [
+            [
+                task.id, task.attempts, task.status.value, task.priority,
+                to_epoch(task.run_at), to_epoch(task.expires_at), to_epoch(task.lease_until),
+                task.worker_id, to_epoch(task.started_at), to_epoch(task.finished_at),
+                error_json(task.error),
+            ]
+            for task in tasks
+        ]
+    )
+    params = {"project": project, "worker_id": worker_id, "batch": batch}
     with write(conn):
-        for task in tasks:
-            cursor = conn.execute(
-                QUERIES["finish"],
-                {
-                    "project": project,
-                    "id": task.id,
-                    "worker_id": worker_id,
-                    "attempts": task.attempts,
-                    "status": task.status.value,
-                    "priority": task.priority,
-                    "run_at": to_epoch(task.run_at),
-                    "expires_at": to_epoch(task.expires_at),
-                    "lease_until": to_epoch(task.lease_until),
-                    "new_worker_id": task.worker_id,
-                    "started_at": to_epoch(task.started_at),
-                    "finished_at": to_epoch(task.finished_at),
-                    "error": error_json(task.error),
-                },
-            )
-            if cursor.rowcount == 1:
-                written.append(task.id)
-    return written
+        return [row["id"] for row in conn.execute(QUERIES["finish"], params).fetchall()]
 
 
 def _transition(
