@@ -11,15 +11,18 @@ from omniq.errors import (
     TaskTimeoutError,
 )
 from omniq.facade import AsyncOmniQ, OmniQ
+from omniq.factories import EventStore, ResultStore, TaskQueue
 from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus
 from omniq.task_function import TaskFunction
 
 __all__ = [
     "AsyncOmniQ",
     "ConfigError",
+    "EventStore",
     "EventType",
     "OmniQ",
     "OmniQError",
+    "ResultStore",
     "SerializationError",
     "StorageError",
     "Task",
@@ -29,6 +32,7 @@ __all__ = [
     "TaskEvent",
     "TaskFailedError",
     "TaskFunction",
+    "TaskQueue",
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",

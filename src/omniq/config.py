@@ -1,7 +1,12 @@
-"""Settings: the one table of defaults, each overridable by an ``OMNIQ_``-prefixed variable."""
+"""Settings: the one table of defaults, each overridable by an ``OMNIQ_``-prefixed variable.
+
+Every field is documented in ``docs/configuration.md`` (a test keeps the two in step).
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +16,9 @@ import msgspec
 from omniq.errors import ConfigError
 
 __all__ = ["Settings", "get_settings"]
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_PREFIX = "OMNIQ_"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -36,24 +44,72 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     SECRET_KEY: str | None = None
     ALLOW_PICKLE: bool = True
     LOG_LEVEL: str = "WARNING"
+    COMPONENT_LOG_LEVELS: dict[str, str] = {}
     DISABLE_LOGGING: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("MAX_WORKERS", "LEASE_TIMEOUT", "POLL_INTERVAL"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("TASK_TIMEOUT", "TASK_TTL", "RESULT_TTL"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0 seconds (or unset), got {value!r}")
+        if self.RETRY_ATTEMPTS < 0 or self.RETRY_DELAY < 0:
+            raise ConfigError("RETRY_ATTEMPTS and RETRY_DELAY must be >= 0")
+        levels = {
+            "LOG_LEVEL": self.LOG_LEVEL,
+            **{f"COMPONENT_LOG_LEVELS[{k!r}]": v for k, v in self.COMPONENT_LOG_LEVELS.items()},
+        }
+        for name, level in levels.items():
+            if level.upper() not in _LOG_LEVELS:
+                raise ConfigError(f"{name}={level!r} is not one of {list(_LOG_LEVELS)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``OMNIQ_*`` variables, then ``overrides``; values are validated."""
         environ = os.environ if environ is None else environ
+        fields = cls.__struct_fields__
         raw: dict[str, Any] = {}
-        for name in cls.__struct_fields__:
-            value = environ.get(f"OMNIQ_{name}")
-            if value is not None:
-                raw[name] = None if value.strip().lower() in ("", "none", "null") else value
+        for variable, value in environ.items():
+            if not variable.startswith(_PREFIX):
+                continue
+            name = variable[len(_PREFIX) :]
+            if name not in fields:
+                close = difflib.get_close_matches(name, fields, n=1)
+                hint = f" (did you mean {_PREFIX}{close[0]}?)" if close else ""
+                raise ConfigError(f"unknown setting {variable}{hint}; see docs/configuration.md")
+            raw[name] = _parse(variable, value)
         raw.update(overrides)
+        unknown = set(overrides) - set(fields)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {list(fields)}")
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
+            raise ConfigError(_explain(exc, raw)) from exc
+
+
+def _parse(variable: str, value: str) -> Any:
+    text = value.strip()
+    if text.lower() in ("", "none", "null"):
+        return None
+    if text[:1] in "{[":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
             raise ConfigError(
-                f"invalid setting: {exc} (from OMNIQ_* environment or overrides)"
+                f"{variable}: invalid JSON ({exc.msg} at column {exc.colno})"
             ) from exc
+    return text
+
+
+def _explain(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
+    message = str(exc)
+    field = message.rsplit("$.", 1)[-1].strip("`").split("[")[0] if "$." in message else ""
+    if field in raw:
+        return f"{_PREFIX}{field}={raw[field]!r}: {message.split(' - at ')[0]}"
+    return f"invalid setting: {message}"
 
 
 def get_settings() -> Settings:

@@ -8,21 +8,32 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
+from omniq._configurable import _allowed_keywords, load_yaml
 from omniq._sync import SyncTwin, as_async
+from omniq.backend.base import Backend, component_class
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError, TaskCancelledError
-from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
+from omniq.logs import configure_logging
+from omniq.models import (
+    ComponentConfig,
+    EventType,
+    OmniQConfig,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    utcnow,
+)
+from omniq.registry import worker_class
 from omniq.task_function import TaskFunction
-from omniq.workers import AsyncThreadPoolWorker, AsyncWorker, BaseWorker
+from omniq.urls import parse_url
+from omniq.workers import BaseWorker
 from omniq.workers._events import EventBuffer
 
-__all__ = ["WORKER_TYPES", "AsyncOmniQ", "OmniQ"]
-
-WORKER_TYPES: dict[str, type[BaseWorker]] = {
-    "async": AsyncWorker,
-    "thread": AsyncThreadPoolWorker,
-    "thread_pool": AsyncThreadPoolWorker,
-}
+__all__ = ["AsyncOmniQ", "OmniQ"]
 
 
 def _default_components(
@@ -80,15 +91,92 @@ class AsyncOmniQ:
         self.task_queue = as_async(task_queue)
         self.result_store = as_async(result_store) if result_store else None
         self.event_store = as_async(event_store) if event_store else None
+        configure_logging(self.settings)
         worker = worker or self.settings.DEFAULT_WORKER
         if isinstance(worker, str):
-            if worker not in WORKER_TYPES:
-                raise ConfigError(f"worker {worker!r} is not one of {sorted(WORKER_TYPES)}")
-            worker = WORKER_TYPES[worker]
+            worker = worker_class(worker, field="worker")
         self.worker_class = worker
         self.worker_config = dict(worker_config or {})
         self.worker: BaseWorker | None = None
         self._events = EventBuffer(self.event_store)
+
+    # --- construction from configuration -------------------------------------------------------
+
+    @classmethod
+    def from_backend(
+        cls,
+        backend: Backend,
+        result_store_backend: Backend | None = None,
+        event_store_backend: Backend | None = None,
+        worker_type: str | None = None,
+        worker_config: Mapping[str, Any] | None = None,
+        *,
+        queues: Sequence[str] | None = None,
+        settings: Settings | None = None,
+    ) -> AsyncOmniQ:
+        """Components from backends: the task queue from ``backend``; results from
+        ``result_store_backend`` (default ``backend``); events from ``event_store_backend``
+        (default ``backend`` when it has an event storage, else none)."""
+        events_from = event_store_backend or (backend if backend.has_event_store else None)
+        return cls(
+            task_queue=backend.task_queue(**({"queues": list(queues)} if queues else {})),
+            result_store=(result_store_backend or backend).result_store(),
+            event_store=events_from.event_store() if events_from is not None else False,
+            worker=worker_type,
+            worker_config=worker_config,
+            settings=settings,
+        )
+
+    @classmethod
+    def from_config(cls, config: OmniQConfig, *, settings: Settings | None = None) -> AsyncOmniQ:
+        """Build from an :class:`~omniq.models.OmniQConfig` (missing sections: defaults)."""
+        settings = settings or get_settings()
+        project = config.project_name or settings.PROJECT_NAME
+        base_dir = config.base_dir or settings.BASE_DIR
+        queue_section = config.task_queue or ComponentConfig(
+            type=settings.TASK_QUEUE_TYPE, url=settings.TASK_QUEUE_URL
+        )
+        result_section = config.result_store or ComponentConfig(
+            type=settings.RESULT_STORAGE_TYPE, url=settings.RESULT_STORAGE_URL
+        )
+        event_section = config.event_store or ComponentConfig(
+            type=settings.EVENT_STORAGE_TYPE, url=settings.EVENT_STORAGE_URL
+        )
+        worker = config.worker or ComponentConfig(type=settings.DEFAULT_WORKER)
+        build = _ComponentBuilder(project, base_dir, settings)
+        return cls(
+            project_name=project,
+            task_queue=build("task_queue", queue_section),
+            result_store=build("result_store", result_section) or False,
+            event_store=build("event_store", event_section) or False,
+            worker=worker_class(worker.type or settings.DEFAULT_WORKER, field="worker.type"),
+            worker_config=dict(worker.config),
+            settings=settings,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, settings: Settings | None = None) -> AsyncOmniQ:
+        """Build from a dict with the sections ``task_queue``, ``result_store``, ``event_store``
+        and ``worker``, each ``{"type": ..., "config": {...}}`` (or ``{"url": ...}``)."""
+        try:
+            config = msgspec.convert(dict(data), OmniQConfig, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"omniq configuration: {_with_suggestion(exc)}") from exc
+        return cls.from_config(config, settings=settings)
+
+    @classmethod
+    def from_config_file(cls, path: str, *, settings: Settings | None = None) -> AsyncOmniQ:
+        """Build from a YAML file (see :meth:`from_dict`)."""
+        return cls.from_dict(load_yaml(path), settings=settings)
+
+    @classmethod
+    def from_env(cls) -> AsyncOmniQ:
+        """Build from ``OMNIQ_*`` environment variables (``OMNIQ_TASK_QUEUE_URL``, ...)."""
+        settings = Settings.from_env()
+        worker = ComponentConfig(
+            type=settings.DEFAULT_WORKER, config={"max_workers": settings.MAX_WORKERS}
+        )
+        return cls.from_config(OmniQConfig(worker=worker), settings=settings)
 
     # --- tasks -------------------------------------------------------------------------------
 
@@ -261,6 +349,44 @@ class AsyncOmniQ:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.close()
+
+
+class _ComponentBuilder:
+    """Builds one facade component from its configuration section."""
+
+    def __init__(self, project_name: str, base_dir: str, settings: Settings) -> None:
+        self.project_name, self.base_dir, self.settings = project_name, base_dir, settings
+
+    def __call__(self, component: str, section: ComponentConfig) -> Any | None:
+        kind, options = section.type, dict(section.config)
+        if section.url:
+            url_kind, url_options = parse_url(section.url, field=f"{component}.url")
+            if section.type and section.type != url_kind and component != "event_store":
+                raise ConfigError(
+                    f"{component}: type {section.type!r} does not match url {section.url!r}"
+                )
+            kind, options = url_kind, {**url_options, **options}
+        if kind is None or kind.lower() in ("none", "off", "false"):
+            if component == "task_queue":
+                raise ConfigError("task_queue.type: a task queue is required")
+            return None
+        cls = component_class(kind, component, field=f"{component}.type")
+        allowed = _allowed_keywords(cls)
+        options.setdefault("project_name", self.project_name)
+        if "base_dir" in allowed and "db_path" not in options and "base_dir" not in options:
+            options["base_dir"] = self.base_dir
+        return cls.from_dict(options, settings=self.settings)
+
+
+def _with_suggestion(exc: msgspec.ValidationError) -> str:
+    from omniq.registry import suggest
+
+    message = str(exc)
+    if "unknown field" in message:
+        name = message.split("`")[1] if "`" in message else ""
+        sections = list(OmniQConfig.__struct_fields__)
+        return f"{message}{suggest(name, sections)}; allowed: {sections}"
+    return message
 
 
 class OmniQ(SyncTwin, twin=AsyncOmniQ):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from omniq.errors import TaskFailedError
 
 __all__ = [
+    "ComponentConfig",
     "EventType",
     "FileEventStorageConfig",
     "FileResultStorageConfig",
@@ -18,6 +19,7 @@ __all__ = [
     "MemoryEventStorageConfig",
     "MemoryResultStorageConfig",
     "MemoryTaskQueueConfig",
+    "OmniQConfig",
     "SQLiteEventStorageConfig",
     "SQLiteResultStorageConfig",
     "SQLiteTaskQueueConfig",
@@ -201,11 +203,11 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
 
 # --- configuration structs: one per component -----------------------------------------------
 
-_Positive = msgspec.Meta(gt=0)
-
 
 class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    project_name: str = "default"
+    """Fields left None take their defaults from :class:`omniq.config.Settings`."""
+
+    project_name: str | None = None
 
 
 class MemoryTaskQueueConfig(_Config, frozen=True, kw_only=True):
@@ -221,44 +223,66 @@ class MemoryEventStorageConfig(_Config, frozen=True, kw_only=True):
 
 
 class FileTaskQueueConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str = "./omniq_data"
+    base_dir: str | None = None
     queues: list[str] | None = None
     storage_options: dict[str, Any] = {}
 
 
 class FileResultStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str = "./omniq_data"
+    base_dir: str | None = None
     storage_options: dict[str, Any] = {}
 
 
 class FileEventStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str = "./omniq_data"
+    base_dir: str | None = None
     storage_options: dict[str, Any] = {}
 
 
 class SQLiteTaskQueueConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str = "./omniq_data"
+    base_dir: str | None = None
     db_path: str | None = None
     queues: list[str] | None = None
 
 
 class SQLiteResultStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str = "./omniq_data"
+    base_dir: str | None = None
     db_path: str | None = None
 
 
 class SQLiteEventStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str = "./omniq_data"
+    base_dir: str | None = None
     db_path: str | None = None
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_workers: int = 10
+    """Options of every worker type (None: from :class:`omniq.config.Settings`)."""
+
+    max_workers: Annotated[int, msgspec.Meta(gt=0)] | None = None
     queues: list[str] | None = None
-    lease_timeout: float = 30.0
-    poll_interval: float = 0.5
-    stop_timeout: float = 30.0
+    lease_timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    poll_interval: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    stop_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     worker_id: str | None = None
+
+
+class ComponentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One section of a facade configuration: a backend ``type`` (or a ``url``) and the
+    component's options. ``type: none`` turns an event store off."""
+
+    type: str | None = None
+    url: str | None = None
+    config: dict[str, Any] = {}
+
+
+class OmniQConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A whole facade: the sections of an ``omniq.yaml`` file (missing ones: the defaults)."""
+
+    project_name: str | None = None
+    base_dir: str | None = None
+    task_queue: ComponentConfig | None = None
+    result_store: ComponentConfig | None = None
+    event_store: ComponentConfig | None = None
+    worker: ComponentConfig | None = None
 
 
 def to_seconds(value: float | timedelta | None) -> float | None:

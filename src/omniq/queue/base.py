@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from omniq._configurable import Configurable
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
 from omniq.models import Task, TaskStatus, to_seconds, utcnow
@@ -54,7 +55,7 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
-class AsyncTaskQueue(abc.ABC):
+class AsyncTaskQueue(Configurable, abc.ABC):
     """Stores tasks in named queues with priorities, delays, TTL and leases."""
 
     def __init__(
@@ -79,6 +80,11 @@ class AsyncTaskQueue(abc.ABC):
         self.serializer = serializer or Serializer(
             self.settings.SECRET_KEY, allow_pickle=self.settings.ALLOW_PICKLE
         )
+
+    @classmethod
+    def from_backend(cls, backend: Any, **options: Any) -> AsyncTaskQueue:
+        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
+        return backend.task_queue(**options)
 
     # --- enqueueing --------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ _Entry = tuple[Any, ...]
 class AsyncMemoryTaskQueue(AsyncTaskQueue):
     """Task queue in this process's memory."""
 
+    config_class = MemoryTaskQueueConfig
+
     def __init__(
         self, *, project_name: str | None = None, queues: list[str] | None = None, **kwargs: Any
     ) -> None:
@@ -46,9 +48,6 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
         self._seq = itertools.count()
         self._signal = Signal()
 
-    @classmethod
-    def from_config(cls, config: MemoryTaskQueueConfig) -> AsyncMemoryTaskQueue:
-        return cls(project_name=config.project_name, queues=config.queues)
 
     # --- index maintenance (call with the lock held) -----------------------------------------
 

@@ -46,6 +46,8 @@ def _insert_sql(columns: tuple[str, ...]) -> str:
 class AsyncSQLiteTaskQueue(AsyncTaskQueue):
     """Task queue in a SQLite database file."""
 
+    config_class = SQLiteTaskQueueConfig
+
     def __init__(
         self,
         *,
@@ -76,14 +78,6 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
         self._seen_version: int | None = None
         self._claim_queues: list[str] | None = self.queues
 
-    @classmethod
-    def from_config(cls, config: SQLiteTaskQueueConfig) -> AsyncSQLiteTaskQueue:
-        return cls(
-            project_name=config.project_name,
-            base_dir=config.base_dir,
-            db_path=config.db_path,
-            queues=config.queues,
-        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from omniq._configurable import Configurable
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
 from omniq.models import EventType, TaskEvent, TaskResult, utcnow
@@ -21,7 +22,7 @@ __all__ = ["AsyncEventStorage", "AsyncResultStorage"]
 _POLL_START, _POLL_MAX = 0.002, 0.05
 
 
-class AsyncResultStorage(abc.ABC):
+class AsyncResultStorage(Configurable, abc.ABC):
     """Stores task results and errors, each with an expiry time."""
 
     def __init__(
@@ -133,7 +134,7 @@ class AsyncResultStorage(abc.ABC):
         """Delete results whose ``expires_at`` is before ``now``."""
 
 
-class AsyncEventStorage(abc.ABC):
+class AsyncEventStorage(Configurable, abc.ABC):
     """Stores the life-cycle events of tasks and schedules; queryable."""
 
     def __init__(
@@ -142,6 +143,11 @@ class AsyncEventStorage(abc.ABC):
         self.settings = settings or get_settings()
         self.project_name = project_name or self.settings.PROJECT_NAME
         _check_name("project_name", self.project_name)
+
+    @classmethod
+    def from_backend(cls, backend: Any, **options: Any) -> AsyncEventStorage:
+        """The event storage of a backend."""
+        return backend.event_store(**options)
 
     async def log(self, event: TaskEvent) -> None:
         """Store one event."""

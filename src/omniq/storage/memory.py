@@ -29,15 +29,14 @@ __all__ = [
 class AsyncMemoryResultStorage(AsyncResultStorage):
     """Results in this process's memory."""
 
+    config_class = MemoryResultStorageConfig
+
     def __init__(self, *, project_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(project_name=project_name, **kwargs)
         self._lock = threading.Lock()
         self._results: dict[str, tuple[datetime | None, bytes]] = {}
         self._signal = Signal()
 
-    @classmethod
-    def from_config(cls, config: MemoryResultStorageConfig) -> AsyncMemoryResultStorage:
-        return cls(project_name=config.project_name)
 
     async def _put_many(self, results: list[tuple[TaskResult, bytes]]) -> None:
         with self._lock:
@@ -67,14 +66,13 @@ class AsyncMemoryResultStorage(AsyncResultStorage):
 class AsyncMemoryEventStorage(AsyncEventStorage):
     """Events in this process's memory."""
 
+    config_class = MemoryEventStorageConfig
+
     def __init__(self, *, project_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(project_name=project_name, **kwargs)
         self._lock = threading.Lock()
         self._events: list[TaskEvent] = []
 
-    @classmethod
-    def from_config(cls, config: MemoryEventStorageConfig) -> AsyncMemoryEventStorage:
-        return cls(project_name=config.project_name)
 
     async def _write_many(self, events: list[TaskEvent]) -> None:
         with self._lock:

@@ -45,6 +45,8 @@ PathArg = str | os.PathLike[str]
 class AsyncSQLiteResultStorage(AsyncResultStorage):
     """Results in a SQLite database file."""
 
+    config_class = SQLiteResultStorageConfig
+
     def __init__(
         self,
         *,
@@ -68,11 +70,6 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         self._runner = SharedRunner(self.db_path)
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
 
-    @classmethod
-    def from_config(cls, config: SQLiteResultStorageConfig) -> AsyncSQLiteResultStorage:
-        return cls(
-            project_name=config.project_name, base_dir=config.base_dir, db_path=config.db_path
-        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
@@ -116,6 +113,8 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
 class AsyncSQLiteEventStorage(AsyncEventStorage):
     """Events in a SQLite database file, as plain columns."""
 
+    config_class = SQLiteEventStorageConfig
+
     def __init__(
         self,
         *,
@@ -136,11 +135,6 @@ class AsyncSQLiteEventStorage(AsyncEventStorage):
         self.db_path = database_path(db_path, base_dir, self.settings)
         self._runner = SharedRunner(self.db_path)
 
-    @classmethod
-    def from_config(cls, config: SQLiteEventStorageConfig) -> AsyncSQLiteEventStorage:
-        return cls(
-            project_name=config.project_name, base_dir=config.base_dir, db_path=config.db_path
-        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"

@@ -27,11 +27,21 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from omniq._configurable import Configurable
 from omniq._sync import as_async
 from omniq.config import Settings, get_settings
 from omniq.context import TaskContext
 from omniq.errors import ConfigError, SerializationError, TaskCancelledError, TaskTimeoutError
-from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
+from omniq.models import (
+    EventType,
+    Task,
+    TaskError,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    WorkerConfig,
+    utcnow,
+)
 from omniq.retry import retry_delay, should_retry
 from omniq.workers._events import EventBuffer
 
@@ -48,8 +58,10 @@ class _Release(Exception):
     """Internal: the worker is shutting down; hand the task back without counting a failure."""
 
 
-class BaseWorker(abc.ABC):
+class BaseWorker(Configurable, abc.ABC):
     """Runs tasks from a task queue and records their results and events."""
+
+    config_class = WorkerConfig
 
     def __init__(
         self,

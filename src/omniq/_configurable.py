@@ -1,0 +1,122 @@
+"""``from_config`` / ``from_dict`` / ``from_config_file`` for every component, written once.
+
+A component declares ``config_class`` (a msgspec struct whose fields are constructor keywords);
+options are validated against it, or against the constructor's signature when it has none. Errors
+name the field, the bad value and the allowed values, with a suggestion for near misses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import msgspec
+
+from omniq.errors import ConfigError, require
+
+__all__ = ["Configurable", "load_yaml", "validate_options"]
+
+
+class Configurable:
+    """Mixin: build the component from a config struct, a dict or a YAML file."""
+
+    config_class: ClassVar[type[msgspec.Struct] | None] = None
+
+    @classmethod
+    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Any:
+        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
+        expected = cls.config_class
+        if expected is not None and not isinstance(config, expected):
+            raise ConfigError(
+                f"{cls.__name__}.from_config expects a {expected.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        return cls(**msgspec.structs.asdict(config), **extra)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Any:
+        """Build from a dict of constructor options, validated first."""
+        return cls(**validate_options(cls, data, where=cls.__name__), **extra)
+
+    @classmethod
+    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Any:
+        """Build from a YAML file holding the options (or a ``config`` section of them)."""
+        data = load_yaml(path)
+        if set(data) <= {"type", "config"} and "config" in data:
+            data = data["config"] or {}
+        return cls.from_dict(data, **extra)
+
+
+def validate_options(cls: type, data: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """Options checked against ``cls.config_class`` (converted) or ``cls.__init__``'s keywords."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of options, got {type(data).__name__}")
+    config_class = getattr(cls, "config_class", None)
+    allowed = _allowed_keywords(cls)
+    unknown = [key for key in data if key not in allowed]
+    if unknown:
+        from omniq.registry import suggest
+
+        key = unknown[0]
+        raise ConfigError(
+            f"{where}: unknown option {key!r}{suggest(str(key), sorted(allowed))}; "
+            f"allowed: {sorted(allowed)}"
+        )
+    if config_class is None:
+        return dict(data)
+    struct_fields = set(config_class.__struct_fields__)
+    inside = {
+        k: os.fspath(v) if isinstance(v, os.PathLike) else v
+        for k, v in data.items()
+        if k in struct_fields
+    }
+    try:
+        converted = msgspec.convert(inside, config_class, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {_explain(exc, inside)}") from exc
+    options = msgspec.structs.asdict(converted)
+    options = {k: options[k] for k in inside}  # only what was given: defaults stay the class's
+    options.update({k: v for k, v in data.items() if k not in struct_fields})
+    return options
+
+
+def _allowed_keywords(cls: type) -> set[str]:
+    config_class = getattr(cls, "config_class", None)
+    names = set(config_class.__struct_fields__) if config_class is not None else set()
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name != "self" and param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+            names.add(name)
+    return names
+
+
+def _explain(exc: msgspec.ValidationError, data: Mapping[str, Any]) -> str:
+    """msgspec's message, with the offending value added."""
+    message = str(exc)
+    match = re.search(r"at `\$\.(\w+)", message)
+    if match and match.group(1) in data:
+        return f"{match.group(1)}={data[match.group(1)]!r}: {message.split(' - at ')[0]}"
+    return message
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML file's top-level mapping; parse errors name the file, line and column."""
+    yaml = require("yaml", "yaml")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {os.fspath(path)!r} does not exist") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        raise ConfigError(f"{os.fspath(path)}: YAML error at {where}: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{os.fspath(path)}: invalid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{os.fspath(path)}: expected a mapping at the top level")
+    return data

@@ -1,0 +1,19 @@
+"""The memory backend: all three storages in this process's memory."""
+
+from __future__ import annotations
+
+from omniq.backend.base import Backend
+from omniq.config import Settings
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend(Backend):
+    """In-memory task queue, results and events (one process, nothing persisted)."""
+
+    name = "memory"
+
+    def __init__(
+        self, *, project_name: str | None = None, settings: Settings | None = None
+    ) -> None:
+        super().__init__(project_name=project_name, settings=settings)
