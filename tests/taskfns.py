@@ -80,3 +80,20 @@ def whoami() -> dict[str, object]:
     ctx = omniq.current_task()
     assert ctx is not None
     return {"task_id": ctx.task_id, "attempt": ctx.attempt}
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def crash(code: int = 3) -> None:
+    os._exit(code)
+
+
+def burn(ms: float) -> int:
+    """Pure-Python CPU work for about ``ms`` milliseconds (holds the GIL)."""
+    deadline = time.perf_counter() + ms / 1000
+    n = 0
+    while time.perf_counter() < deadline:
+        n += 1
+    return n

@@ -2,6 +2,14 @@
 
 from omniq.workers.async_worker import AsyncWorker
 from omniq.workers.base import BaseWorker
+from omniq.workers.process_pool import AsyncProcessPoolWorker, ProcessPoolWorker
 from omniq.workers.thread_pool import AsyncThreadPoolWorker, ThreadPoolWorker
 
-__all__ = ["AsyncThreadPoolWorker", "AsyncWorker", "BaseWorker", "ThreadPoolWorker"]
+__all__ = [
+    "AsyncProcessPoolWorker",
+    "AsyncThreadPoolWorker",
+    "AsyncWorker",
+    "BaseWorker",
+    "ProcessPoolWorker",
+    "ThreadPoolWorker",
+]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
 from typing import Any
 
 from omniq.context import TaskContext, reset_current, set_current
@@ -30,14 +29,8 @@ class AsyncWorker(BaseWorker):
             self._pool.shutdown()
             self._pool = None
 
-    async def _execute(
-        self,
-        func: Callable[..., Any],
-        args: list[Any],
-        kwargs: dict[str, Any],
-        ctx: TaskContext,
-        task: Task,
-    ) -> Any:
+    async def _execute(self, task: Task, ctx: TaskContext) -> Any:
+        func, args, kwargs = self._decode(task)
         if is_async_callable(func):
             token = set_current(ctx)
             try:

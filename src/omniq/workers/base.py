@@ -31,7 +31,7 @@ from omniq._configurable import Configurable
 from omniq._sync import as_async
 from omniq.config import Settings, get_settings
 from omniq.context import TaskContext
-from omniq.errors import ConfigError, SerializationError, TaskCancelledError, TaskTimeoutError
+from omniq.errors import ConfigError, TaskCancelledError, TaskTimeoutError
 from omniq.models import (
     EventType,
     Task,
@@ -45,7 +45,7 @@ from omniq.models import (
 from omniq.retry import retry_delay, should_retry
 from omniq.workers._events import EventBuffer
 
-__all__ = ["BaseWorker"]
+__all__ = ["BaseWorker", "PermanentFailure", "RemoteError", "task_error"]
 
 logger = logging.getLogger("omniq.worker")
 
@@ -54,8 +54,20 @@ _WRITE_RETRY_DELAY = 0.5
 _CLAIM_GATHER = 0.002  # seconds a busy worker may wait to claim for several free slots at once
 
 
-class _Release(Exception):
-    """Internal: the worker is shutting down; hand the task back without counting a failure."""
+class PermanentFailure(Exception):
+    """The task cannot run at all (undecodable payload, unimportable function): fail, no retry."""
+
+    def __init__(self, error: TaskError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class RemoteError(Exception):
+    """An exception raised where the task ran (a child process), carried as a TaskError."""
+
+    def __init__(self, error: TaskError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class BaseWorker(Configurable, abc.ABC):
@@ -245,15 +257,17 @@ class BaseWorker(Configurable, abc.ABC):
         """Release pools (called by stop)."""
 
     @abc.abstractmethod
-    async def _execute(
-        self,
-        func: Callable[..., Any],
-        args: list[Any],
-        kwargs: dict[str, Any],
-        ctx: TaskContext,
-        task: Task,
-    ) -> Any:
-        """Run one call and return its value (or raise its exception)."""
+    async def _execute(self, task: Task, ctx: TaskContext) -> Any:
+        """Run the task's call and return its value (or raise its exception); raise
+        :class:`PermanentFailure` when the call cannot even be decoded."""
+
+    def _decode(self, task: Task) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
+        """The task's function and arguments; a :class:`PermanentFailure` if they cannot be had."""
+        assert self.serializer is not None
+        try:
+            return self.serializer.decode_call(task.payload)
+        except Exception as exc:  # unpickling runs user code: anything may come out
+            raise PermanentFailure(_error(exc)) from exc
 
     # --- loops -------------------------------------------------------------------------------
 
@@ -402,19 +416,14 @@ class BaseWorker(Configurable, abc.ABC):
             )
         started = time.perf_counter()
         try:
-            assert self.serializer is not None
-            func, args, kwargs = self.serializer.decode_call(task.payload)
-        except SerializationError as exc:
-            return self._final(task, TaskStatus.FAILED, error=_error(exc), event=EventType.ERROR)
-        except Exception as exc:  # a payload whose unpickling runs user code may raise anything
-            return self._final(task, TaskStatus.FAILED, error=_error(exc), event=EventType.ERROR)
-        try:
             if task.timeout is not None:
-                value = await asyncio.wait_for(
-                    self._execute(func, args, kwargs, ctx, task), task.timeout
-                )
+                value = await asyncio.wait_for(self._execute(task, ctx), task.timeout)
             else:
-                value = await self._execute(func, args, kwargs, ctx, task)
+                value = await self._execute(task, ctx)
+        except PermanentFailure as exc:
+            # A payload that cannot be decoded or a function that cannot be imported will not
+            # heal: no retries.
+            return self._final(task, TaskStatus.FAILED, error=exc.error, event=EventType.ERROR)
         except TimeoutError:
             ctx.cancel()
             if task.timeout is not None and time.perf_counter() - started >= task.timeout * 0.99:
@@ -577,7 +586,14 @@ class BaseWorker(Configurable, abc.ABC):
 _NO_TASK = Task(id="", func_name="", payload=b"", created_at=utcnow(), run_at=utcnow())
 
 
+def task_error(exc: BaseException) -> TaskError:
+    """The TaskError recorded for an exception (with its traceback)."""
+    return _error(exc)
+
+
 def _error(exc: BaseException) -> TaskError:
+    if isinstance(exc, RemoteError):
+        return exc.error
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return TaskError.from_exception(exc, tb)
 

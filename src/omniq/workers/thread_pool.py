@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from omniq._sync import SyncTwin
@@ -33,14 +32,8 @@ class AsyncThreadPoolWorker(BaseWorker):
             self._pool.shutdown()
             self._pool = None
 
-    async def _execute(
-        self,
-        func: Callable[..., Any],
-        args: list[Any],
-        kwargs: dict[str, Any],
-        ctx: TaskContext,
-        task: Task,
-    ) -> Any:
+    async def _execute(self, task: Task, ctx: TaskContext) -> Any:
+        func, args, kwargs = self._decode(task)
         assert self._pool is not None
         return await self._pool.submit(call_in_thread, func, args, kwargs, ctx)
 

@@ -1,0 +1,245 @@
+"""Benchmarks of the Redis backend (queue + results), against a real redis-server.
+
+    .venv/bin/python benchmarks/redis.py [--repeat 3] [--tasks 10000] [--appendonly]
+
+Starts its own ``redis-server`` on a loopback port in a temporary directory (no persistence
+unless ``--appendonly``, which turns on AOF with ``appendfsync everysec``) and prints the median
+of ``--repeat`` runs per scenario as a Markdown table. Every run uses a fresh project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+# This file is named like the driver: keep its directory off the front of sys.path, so that
+# `import redis` finds redis-py, and append it for bench_tasks.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
+
+import bench_tasks  # noqa: E402
+
+from omniq.queue.redis import AsyncRedisTaskQueue  # noqa: E402
+from omniq.storage.redis import AsyncRedisResultStorage  # noqa: E402
+from omniq.workers import AsyncWorker  # noqa: E402
+
+SLOTS = 8
+
+
+def start_server(directory: str, appendonly: bool) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not on PATH (Debian: apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
+        "--daemonize", "no", "--save", "", "--appendonly", "yes" if appendonly else "no",
+        "--appendfsync", "everysec", "--logfile", os.path.join(directory, "redis.log"),
+    ]  # fmt: skip
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return process, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    process.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def components(url: str, project: str) -> tuple[AsyncRedisTaskQueue, AsyncRedisResultStorage]:
+    return (
+        AsyncRedisTaskQueue(url=url, project_name=project),
+        AsyncRedisResultStorage(url=url, project_name=project),
+    )
+
+
+def drain(url: str, n: int) -> float:
+    """AsyncWorker with 8 slots in this process, n async no-op tasks, results stored: tasks/s."""
+
+    async def run() -> float:
+        queue, results = components(url, f"b{uuid.uuid4().hex[:10]}")
+        await queue.enqueue_many([{"func": bench_tasks.async_noop}] * n)
+        worker = AsyncWorker(queue=queue, result_store=results, max_workers=SLOTS)
+        started = time.perf_counter()
+        await worker.start()
+        while worker.processed < n:
+            await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - started
+        await worker.stop()
+        assert await queue.count(status="success") == n
+        await queue.purge()
+        await queue.close()
+        await results.close()
+        return n / elapsed
+
+    return asyncio.run(run())
+
+
+def enqueue_many(url: str, n: int) -> float:
+    """``enqueue_many`` of n tasks: tasks/s."""
+
+    async def run() -> float:
+        queue, results = components(url, f"b{uuid.uuid4().hex[:10]}")
+        await queue.count()  # connect outside the timing
+        calls = [{"func": bench_tasks.async_noop}] * n
+        started = time.perf_counter()
+        await queue.enqueue_many(calls)
+        elapsed = time.perf_counter() - started
+        await queue.purge()
+        await queue.close()
+        await results.close()
+        return n / elapsed
+
+    return asyncio.run(run())
+
+
+def round_trip_ms(url: str, samples: int = 300) -> float:
+    """Enqueue -> result with an idle AsyncWorker (8 slots) in this process: p50 in ms."""
+
+    async def run() -> float:
+        queue, results = components(url, f"b{uuid.uuid4().hex[:10]}")
+        worker = AsyncWorker(queue=queue, result_store=results, max_workers=SLOTS)
+        await worker.start()
+        latencies = []
+        for _ in range(samples):
+            await asyncio.sleep(0.002)  # let the worker go idle between samples
+            started = time.perf_counter()
+            task_id = await queue.enqueue(bench_tasks.async_noop)
+            await results.get(task_id, wait=True, timeout=10)
+            latencies.append(time.perf_counter() - started)
+        await worker.stop()
+        await queue.purge()
+        await queue.close()
+        await results.close()
+        return statistics.median(latencies) * 1000
+
+    return asyncio.run(run())
+
+
+_CHILD = """
+import asyncio, sys
+sys.path.append(sys.argv[4])  # bench_tasks; appended, so `import redis` finds redis-py
+from omniq.queue.redis import AsyncRedisTaskQueue
+from omniq.storage.redis import AsyncRedisResultStorage
+from omniq.workers import AsyncWorker
+
+async def main(url, project, slots):
+    worker = AsyncWorker(queue=AsyncRedisTaskQueue(url=url, project_name=project),
+                         result_store=AsyncRedisResultStorage(url=url, project_name=project),
+                         max_workers=slots)
+    await worker.queue.count()  # connect before the start line
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await worker.run()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def drain_processes(url: str, n: int, processes: int) -> float:
+    """n tasks enqueued first, then ``processes`` worker processes (8 slots each) started
+    together: tasks/s from the start line until all n succeeded."""
+
+    async def run() -> float:
+        project = f"b{uuid.uuid4().hex[:10]}"
+        queue, results = components(url, project)
+        await queue.enqueue_many([{"func": bench_tasks.async_noop}] * n)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _CHILD, url, project, str(SLOTS), str(HERE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for _ in range(processes)
+        ]
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        started = time.perf_counter()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+        while await queue.count(status="success") < n:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        await queue.purge()
+        await queue.close()
+        await results.close()
+        return n / elapsed
+
+    return asyncio.run(run())
+
+
+def median_of(repeat: int, func: Callable[[], float]) -> tuple[float, list[float]]:
+    runs = [func() for _ in range(repeat)]
+    return statistics.median(runs), runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--appendonly", action="store_true", help="AOF, appendfsync everysec")
+    parser.add_argument("--url", help="use this server instead of starting one")
+    args = parser.parse_args()
+    n = args.tasks
+    with tempfile.TemporaryDirectory() as tmp:
+        server = None
+        if args.url:
+            url = args.url
+        else:
+            server, url = start_server(tmp, args.appendonly)
+        try:
+            scenarios = [
+                (f"AsyncWorker({SLOTS}) in-process, drain {n} no-op tasks, results stored",
+                 "tasks/s", ">= 8,000", lambda: drain(url, n)),
+                (f"enqueue_many({n})", "tasks/s", ">= 30,000", lambda: enqueue_many(url, n)),
+                ("enqueue -> result round trip, idle worker (p50 of 300)", "ms", "< 1.5",
+                 lambda: round_trip_ms(url)),
+            ]  # fmt: skip
+            for k in (1, 2, 4):
+                scenarios.append(
+                    (
+                        f"{k} worker process(es) x {SLOTS} slots, drain {n} no-op tasks",
+                        "tasks/s",
+                        "",
+                        lambda k=k: drain_processes(url, n, k),
+                    )
+                )
+            print(f"Redis {'AOF everysec' if args.appendonly else 'no persistence'}, {url}")
+            print("| scenario | median | runs | bar |")
+            print("| --- | --- | --- | --- |")
+            for title, unit, bar, func in scenarios:
+                value, runs = median_of(args.repeat, func)
+                shown = ", ".join(f"{r:,.2f}" if unit == "ms" else f"{r:,.0f}" for r in runs)
+                fmt = f"{value:,.2f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"
+                print(f"| {title} | {fmt} | {shown} | {bar} |", flush=True)
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

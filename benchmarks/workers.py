@@ -1,0 +1,79 @@
+"""Worker-type benchmarks on SQLite (issue: process-pool and gevent workers).
+
+    .venv/bin/python benchmarks/workers.py [--repeat 3]
+
+- I/O-bound: 10,000 tasks that each sleep 10 ms, AsyncWorker with 100 slots (ceiling 10,000/s).
+- CPU-bound: 2,000 tasks of ~5 ms pure-Python work, ProcessPoolWorker(2) vs ThreadPoolWorker(2).
+Medians of ``--repeat`` runs, fresh database each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_tasks
+
+from omniq.queue import AsyncSQLiteTaskQueue
+from omniq.storage import AsyncSQLiteResultStorage
+from omniq.workers import AsyncProcessPoolWorker, AsyncThreadPoolWorker, AsyncWorker
+
+
+async def drain(worker_class: type, func: object, n: int, slots: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "omniq.db")
+        queue, results = AsyncSQLiteTaskQueue(db_path=db), AsyncSQLiteResultStorage(db_path=db)
+        await queue.enqueue_many([{"func": func}] * n)
+        worker = worker_class(queue=queue, result_store=results, max_workers=slots)
+        await worker.start()  # process children start here, outside the timing
+        started = time.perf_counter()
+        while worker.processed < n:
+            await asyncio.sleep(0.002)
+        elapsed = time.perf_counter() - started
+        await worker.stop()
+        await queue.close()
+        await results.close()
+        return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    def median(make: object) -> tuple[float, list[float]]:
+        runs = [asyncio.run(make()) for _ in range(args.repeat)]  # type: ignore[operator]
+        return statistics.median(runs), runs
+
+    io_rate, io_runs = median(lambda: drain(AsyncWorker, bench_tasks.async_sleep_10ms, 10_000, 100))
+    proc, proc_runs = median(lambda: drain(AsyncProcessPoolWorker, bench_tasks.cpu_5ms, 2_000, 2))
+    thread, thread_runs = median(
+        lambda: drain(AsyncThreadPoolWorker, bench_tasks.cpu_5ms, 2_000, 2)
+    )
+    print("| scenario | median | runs | bar |")
+    print("| --- | --- | --- | --- |")
+    print(
+        f"| AsyncWorker(100), 10,000 x 10 ms sleep | {io_rate:,.0f} tasks/s | "
+        f"{', '.join(f'{r:,.0f}' for r in io_runs)} | >= 4,000 |"
+    )
+    print(
+        f"| ProcessPoolWorker(2), 2,000 x ~5 ms CPU | {proc:,.0f} tasks/s | "
+        f"{', '.join(f'{r:,.0f}' for r in proc_runs)} | |"
+    )
+    print(
+        f"| ThreadPoolWorker(2), 2,000 x ~5 ms CPU | {thread:,.0f} tasks/s | "
+        f"{', '.join(f'{r:,.0f}' for r in thread_runs)} | |"
+    )
+    print(f"| process / thread | {proc / thread:.2f}x | | >= 1.7x |")
+
+
+if __name__ == "__main__":
+    main()
