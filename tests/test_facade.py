@@ -86,7 +86,7 @@ async def test_async_facade_decorator_and_join() -> None:
 
 
 def test_bad_configuration_fails_at_construction() -> None:
-    with pytest.raises(ConfigError, match="unknown worker type .fibre."):
+    with pytest.raises(ConfigError, match=r"unknown worker type .fibre."):
         OmniQ(task_queue=MemoryTaskQueue(), worker="fibre")
     with pytest.raises(ConfigError, match="max_workers"):
         asyncio.run(_start_bad_worker())

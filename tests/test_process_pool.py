@@ -27,7 +27,7 @@ async def stores(
     await results.close()
 
 
-async def test_runs_sync_async_and_by_value_functions_in_children(stores) -> None:  # noqa: ANN001
+async def test_runs_sync_async_and_by_value_functions_in_children(stores) -> None:
     queue, results = stores
     async with AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=2, poll_interval=0.05
@@ -45,7 +45,7 @@ async def test_runs_sync_async_and_by_value_functions_in_children(stores) -> Non
     assert values[4] == {"task_id": ids[4], "attempt": 1}
 
 
-async def test_timeout_kills_the_child_and_the_pool_goes_on(stores, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_timeout_kills_the_child_and_the_pool_goes_on(stores, tmp_path: Path) -> None:
     queue, results = stores
     async with AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=1, poll_interval=0.05
@@ -59,7 +59,7 @@ async def test_timeout_kills_the_child_and_the_pool_goes_on(stores, tmp_path: Pa
     assert result.status is TaskStatus.FAILED and result.error.type == "TaskTimeoutError"
 
 
-async def test_a_crashing_child_fails_only_its_task(stores) -> None:  # noqa: ANN001
+async def test_a_crashing_child_fails_only_its_task(stores) -> None:
     queue, results = stores
     async with AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=1, poll_interval=0.05
@@ -72,7 +72,7 @@ async def test_a_crashing_child_fails_only_its_task(stores) -> None:  # noqa: AN
     assert "exit code 7" in result.error.message
 
 
-async def test_cancel_stops_the_child(stores, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_cancel_stops_the_child(stores, tmp_path: Path) -> None:
     queue, results = stores
     async with AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=1, poll_interval=0.05, lease_timeout=1.5
@@ -90,7 +90,7 @@ async def test_cancel_stops_the_child(stores, tmp_path: Path) -> None:  # noqa: 
     assert result.status is TaskStatus.CANCELLED
 
 
-async def test_children_are_recycled_and_bad_payloads_fail(stores) -> None:  # noqa: ANN001
+async def test_children_are_recycled_and_bad_payloads_fail(stores) -> None:
     queue, results = stores
     async with AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=1, max_tasks_per_child=1, poll_interval=0.05
