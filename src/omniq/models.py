@@ -11,6 +11,8 @@ import msgspec
 from omniq.errors import TaskFailedError
 
 __all__ = [
+    "CLAIMABLE",
+    "FINAL",
     "ComponentConfig",
     "EventType",
     "FileEventStorageConfig",
@@ -64,6 +66,10 @@ class TaskStatus(enum.StrEnum):
 _FINAL = frozenset(
     {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
 )
+CLAIMABLE = (TaskStatus.PENDING, TaskStatus.RETRYING)
+"""Statuses a worker may claim (when due)."""
+FINAL = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
+"""Statuses a task never leaves (except by ``requeue``)."""
 
 
 class EventType(enum.StrEnum):

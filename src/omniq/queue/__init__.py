@@ -1,13 +1,16 @@
 """Task queues: one module per backend, each with an ``Async*`` core and its sync twin."""
 
 from omniq.queue.base import AsyncTaskQueue
+from omniq.queue.file import AsyncFileTaskQueue, FileTaskQueue
 from omniq.queue.memory import AsyncMemoryTaskQueue, MemoryTaskQueue
 from omniq.queue.sqlite import AsyncSQLiteTaskQueue, SQLiteTaskQueue
 
 __all__ = [
+    "AsyncFileTaskQueue",
     "AsyncMemoryTaskQueue",
     "AsyncSQLiteTaskQueue",
     "AsyncTaskQueue",
+    "FileTaskQueue",
     "MemoryTaskQueue",
     "SQLiteTaskQueue",
 ]

@@ -18,13 +18,11 @@ from typing import Any
 from omniq._configurable import Configurable
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
-from omniq.models import Task, TaskStatus, to_seconds, utcnow
+from omniq.models import CLAIMABLE, FINAL, Task, TaskStatus, to_seconds, utcnow
 from omniq.serialization import Serializer, func_name
 
 __all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "new_id"]
 
-CLAIMABLE = (TaskStatus.PENDING, TaskStatus.RETRYING)
-FINAL = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
 _ENQUEUE_OPTIONS = frozenset(
     {
         "func",
@@ -412,11 +410,12 @@ def _check_name(field: str, value: object) -> None:
     if (
         not isinstance(value, str)
         or not value
+        or value in (".", "..")
         or len(value) > 200
         or any(c in value for c in "/\\\0")
     ):
         raise ConfigError(
-            f"{field} must be a non-empty name without '/', '\\\\' or NUL, got {value!r}"
+            f"{field} must be a name (not '.' or '..') without '/', '\\\\' or NUL, got {value!r}"
         )
 
 

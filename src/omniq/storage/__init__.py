@@ -2,6 +2,12 @@
 sync twin."""
 
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
+from omniq.storage.file import (
+    AsyncFileEventStorage,
+    AsyncFileResultStorage,
+    FileEventStorage,
+    FileResultStorage,
+)
 from omniq.storage.memory import (
     AsyncMemoryEventStorage,
     AsyncMemoryResultStorage,
@@ -17,11 +23,15 @@ from omniq.storage.sqlite import (
 
 __all__ = [
     "AsyncEventStorage",
+    "AsyncFileEventStorage",
+    "AsyncFileResultStorage",
     "AsyncMemoryEventStorage",
     "AsyncMemoryResultStorage",
     "AsyncResultStorage",
     "AsyncSQLiteEventStorage",
     "AsyncSQLiteResultStorage",
+    "FileEventStorage",
+    "FileResultStorage",
     "MemoryEventStorage",
     "MemoryResultStorage",
     "SQLiteEventStorage",

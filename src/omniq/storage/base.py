@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from omniq._configurable import Configurable
@@ -18,6 +18,13 @@ from omniq.queue.base import _check_name
 from omniq.serialization import Serializer
 
 __all__ = ["AsyncEventStorage", "AsyncResultStorage"]
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Naive datetimes are taken as UTC, as everywhere in OmniQ."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 _POLL_START, _POLL_MAX = 0.002, 0.05
 
@@ -175,7 +182,7 @@ class AsyncEventStorage(Configurable, abc.ABC):
                 raise ConfigError(
                     f"event_type {event_type!r} is not one of {[e.value for e in EventType]}"
                 ) from exc
-        return await self._query(task_id, kind, since, until, limit)
+        return await self._query(task_id, kind, _aware(since), _aware(until), limit)
 
     async def delete_before(self, before: datetime) -> int:
         """Delete events older than ``before``; returns how many."""
