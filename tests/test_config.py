@@ -174,7 +174,7 @@ worker:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"task_queu": {}}, r"unknown field `task_queu`.*did you mean 'task_queue'"),
+        ({"task_queu": {}}, r"unknown key task_queu .did you mean .task_queue."),
         (
             {"task_queue": {"type": "sqllite"}},
             r"task_queue.type: unknown backend type 'sqllite' \(did you mean 'sqlite'\?\)",

@@ -108,6 +108,9 @@ def portal() -> LoopThread:
     return _portal
 
 
+_TWINS: dict[type, type[SyncTwin]] = {}
+
+
 class SyncTwin:
     """Base of the sync classes; ``class X(SyncTwin, twin=AsyncX)`` derives every method."""
 
@@ -121,6 +124,7 @@ class SyncTwin:
         if twin is None:
             return
         cls._async_class = twin
+        _TWINS[twin] = cls
         if "__doc__" not in cls.__dict__ or cls.__doc__ is None:
             cls.__doc__ = twin.__doc__
         for name in dir(twin):
@@ -154,10 +158,15 @@ class SyncTwin:
         return self
 
     def __getattr__(self, name: str) -> Any:
-        # Instance attributes of the async object (project_name, settings, ...), read-only.
+        # Instance attributes of the async object (project_name, settings, ...), read-only; an
+        # async component held by it (a facade's task_queue, say) is handed out as its twin.
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self._target(), name)
+        value = getattr(self._target(), name)
+        twin = _TWINS.get(type(value))
+        if twin is not None:
+            return twin._wrap(value, lambda: value)
+        return value
 
     def __enter__(self) -> Any:
         _portal.run(self._target().__aenter__())

@@ -28,9 +28,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     PROJECT_NAME: str = "default"
     TASK_QUEUE_TYPE: str = "sqlite"
     TASK_QUEUE_URL: str | None = None
-    RESULT_STORAGE_TYPE: str = "sqlite"
+    RESULT_STORAGE_TYPE: str | None = "sqlite"
     RESULT_STORAGE_URL: str | None = None
-    EVENT_STORAGE_TYPE: str = "sqlite"
+    EVENT_STORAGE_TYPE: str | None = "sqlite"
     EVENT_STORAGE_URL: str | None = None
     DEFAULT_WORKER: str = "thread_pool"
     MAX_WORKERS: int = 10

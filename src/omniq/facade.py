@@ -4,13 +4,14 @@ an event store and a worker."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from omniq._configurable import _allowed_keywords, load_yaml
+from omniq._configurable import _allowed_keywords, load_yaml, validate_options
 from omniq._sync import SyncTwin, as_async
 from omniq.backend.base import Backend, component_class
 from omniq.config import Settings, get_settings
@@ -96,7 +97,12 @@ class AsyncOmniQ:
         if isinstance(worker, str):
             worker = worker_class(worker, field="worker")
         self.worker_class = worker
-        self.worker_config = dict(worker_config or {})
+        self.worker_config = validate_options(
+            worker, {k: v for k, v in (worker_config or {}).items()}, where="worker_config"
+        )
+        for reserved in ("queue", "result_store", "event_store", "settings"):
+            if reserved in self.worker_config:
+                raise ConfigError(f"worker_config: {reserved!r} is set by the facade itself")
         self.worker: BaseWorker | None = None
         self._events = EventBuffer(self.event_store)
 
@@ -375,7 +381,9 @@ class _ComponentBuilder:
         options.setdefault("project_name", self.project_name)
         if "base_dir" in allowed and "db_path" not in options and "base_dir" not in options:
             options["base_dir"] = self.base_dir
-        return cls.from_dict(options, settings=self.settings)
+        return cls(
+            **validate_options(cls, options, where=f"{component}.config"), settings=self.settings
+        )
 
 
 def _with_suggestion(exc: msgspec.ValidationError) -> str:
@@ -384,8 +392,10 @@ def _with_suggestion(exc: msgspec.ValidationError) -> str:
     message = str(exc)
     if "unknown field" in message:
         name = message.split("`")[1] if "`" in message else ""
-        sections = list(OmniQConfig.__struct_fields__)
-        return f"{message}{suggest(name, sections)}; allowed: {sections}"
+        inside = re.search(r"at `\$\.(\w+)`", message)
+        where = f"{inside.group(1)}." if inside else ""
+        fields = list((ComponentConfig if inside else OmniQConfig).__struct_fields__)
+        return f"unknown key {where}{name}{suggest(name, fields)}; allowed: {fields}"
     return message
 
 

@@ -130,6 +130,7 @@ class Serializer:
         self._decoder = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
         self._result_decoder = msgspec.msgpack.Decoder(TaskResult, ext_hook=self._ext_hook)
         self._func_refs: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._funcs: dict[Any, Callable[..., Any]] = {}
 
     # --- values ------------------------------------------------------------------------------
@@ -193,6 +194,20 @@ class Serializer:
         return func, args, kwargs
 
     # --- internals ---------------------------------------------------------------------------
+
+    def name_of(self, func: Callable[..., Any] | str) -> str:
+        """The readable name of a task function (cached per function)."""
+        if isinstance(func, str):
+            return func
+        target = getattr(func, "__omniq_func__", func)
+        try:
+            return self._names[target]
+        except (KeyError, TypeError):
+            pass
+        name = func_name(target)
+        with contextlib.suppress(TypeError):
+            self._names[target] = name
+        return name
 
     def _func_ref(self, func: Callable[..., Any] | str) -> Any:
         if isinstance(func, str):

@@ -19,7 +19,7 @@ from omniq._configurable import Configurable
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
 from omniq.models import CLAIMABLE, FINAL, Task, TaskStatus, to_seconds, utcnow
-from omniq.serialization import Serializer, func_name
+from omniq.serialization import Serializer
 
 __all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "new_id"]
 
@@ -75,6 +75,7 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             for name in queues:
                 _check_name("queues", name)
         self.queues: list[str] | None = list(queues) if queues is not None else None
+        self._checked_queue_names: set[str] = set()
         self.serializer = serializer or Serializer(
             self.settings.SECRET_KEY, allow_pickle=self.settings.ALLOW_PICKLE
         )
@@ -129,6 +130,7 @@ class AsyncTaskQueue(Configurable, abc.ABC):
     async def enqueue_many(self, calls: Iterable[Mapping[str, Any]]) -> list[str]:
         """Store many tasks at once; each item holds :meth:`enqueue`'s arguments by name."""
         tasks = []
+        now = utcnow()  # one creation time for the batch
         for i, call in enumerate(calls):
             unknown = set(call) - _ENQUEUE_OPTIONS
             if unknown:
@@ -140,7 +142,9 @@ class AsyncTaskQueue(Configurable, abc.ABC):
                 raise ConfigError(f"enqueue_many item {i}: 'func' is required")
             options = dict(call)
             tasks.append(
-                self.build_task(options.pop("func"), options.pop("func_args", None), **options)
+                self.build_task(
+                    options.pop("func"), options.pop("func_args", None), **options, _now=now
+                )
             )
         return await self._insert(tasks) if tasks else []
 
@@ -162,24 +166,29 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         depends_on: Sequence[str] | None = None,
         key: str | None = None,
         schedule_id: str | None = None,
+        _now: datetime | None = None,
     ) -> Task:
         """Validate enqueue arguments and encode them into a :class:`Task` (no I/O)."""
-        if self.queues is not None and queue_name not in self.queues:
-            raise ConfigError(
-                f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
-            )
-        _check_name("queue_name", queue_name)
-        if not isinstance(priority, int) or isinstance(priority, bool):
+        if queue_name not in self._checked_queue_names:
+            if self.queues is not None and queue_name not in self.queues:
+                raise ConfigError(
+                    f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
+                )
+            _check_name("queue_name", queue_name)
+            self._checked_queue_names.add(queue_name)
+        if type(priority) is not int:
             raise ConfigError(f"priority must be an int, got {priority!r}")
         if func_args is not None and not isinstance(func_args, Mapping):
             raise ConfigError(
                 f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}"
             )
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        if type(args) not in (tuple, list) and (
+            isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
+        ):
             raise ConfigError(f"args must be a list or tuple of positional arguments, got {args!r}")
         if run_at is not None and run_in is not None:
             raise ConfigError("give run_at or run_in, not both")
-        now = utcnow()
+        now = _now or utcnow()
         if run_at is not None:
             if not isinstance(run_at, datetime):
                 raise ConfigError(f"run_at must be a datetime, got {run_at!r}")
@@ -207,10 +216,10 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             raise ConfigError("depends_on is not supported by this version of OmniQ yet")
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"key must be a str, got {key!r}")
-        payload = self.serializer.encode_call(func, tuple(args), dict(func_args or {}))
+        payload = self.serializer.encode_call(func, args, func_args or {})
         return Task(
             id=new_id(),
-            func_name=func_name(getattr(func, "__omniq_func__", func)),
+            func_name=self.serializer.name_of(func),
             payload=payload,
             queue_name=queue_name,
             priority=priority,

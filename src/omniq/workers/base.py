@@ -112,12 +112,18 @@ class BaseWorker(Configurable, abc.ABC):
             queues = [q.strip() for q in queues.split(",") if q.strip()]
         self.queues = list(queues) if queues else None
         self._watched = self.queues or getattr(self.queue, "queues", None)
-        self.max_workers = _positive("max_workers", max_workers or self.settings.MAX_WORKERS, int)
+        self.max_workers = _positive(
+            "max_workers", self.settings.MAX_WORKERS if max_workers is None else max_workers, int
+        )
         self.lease_timeout = _positive(
-            "lease_timeout", lease_timeout or self.settings.LEASE_TIMEOUT, float
+            "lease_timeout",
+            self.settings.LEASE_TIMEOUT if lease_timeout is None else lease_timeout,
+            float,
         )
         self.poll_interval = _positive(
-            "poll_interval", poll_interval or self.settings.POLL_INTERVAL, float
+            "poll_interval",
+            self.settings.POLL_INTERVAL if poll_interval is None else poll_interval,
+            float,
         )
         self.stop_timeout = float(stop_timeout)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
