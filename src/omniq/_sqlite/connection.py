@@ -36,6 +36,7 @@ _MIN_VERSION = (3, 35, 0)  # UPDATE ... RETURNING
 _BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 _RETRIES = 5
 _CLOSE = object()
+_GROUP_MAX = 64  # jobs in one group commit
 
 _Job = tuple[Any, tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
@@ -161,30 +162,68 @@ def _serve(path: str, jobs: queue.SimpleQueue[_Job]) -> None:
     conn: sqlite3.Connection | None = None
     try:
         while True:
-            fn, args, loop, future = jobs.get()
-            if fn is _CLOSE:
+            batch = [jobs.get()]
+            # Group commit: whatever is already queued runs in one transaction, so a busy
+            # worker's claim, result writes and finishes share one commit (each job keeps its
+            # own savepoint, so one job's error undoes only its own writes).
+            while len(batch) < _GROUP_MAX and batch[-1][0] is not _CLOSE:
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
+            closing = batch[-1] if batch[-1][0] is _CLOSE else None
+            live = [job for job in batch if job[0] is not _CLOSE and not job[3].cancelled()]
+            if live:
+                try:
+                    if conn is None:
+                        conn = _retry(_open, path)
+                except Exception as exc:
+                    for _, _, loop, future in live:
+                        _deliver(loop, future, None, exc)
+                else:
+                    _run_jobs(conn, live)
+            if closing is not None:
                 if conn is not None:
                     try:
                         conn.close()
                     except sqlite3.Error:
                         log.warning("closing SQLite database %s failed", path, exc_info=True)
                     conn = None
-                if loop is not None:
-                    _deliver(loop, future, None, None)
+                if closing[2] is not None:
+                    _deliver(closing[2], closing[3], None, None)
                 return
-            if future.cancelled():  # the caller gave up before we started: do nothing
-                continue
-            try:
-                if conn is None:
-                    conn = _retry(_open, path)
-                result = _retry(fn, conn, *args)
-            except Exception as exc:  # handed to the awaiting caller, not swallowed
-                _deliver(loop, future, None, exc)
-            else:
-                _deliver(loop, future, result, None)
     finally:
         if conn is not None:
             conn.close()
+
+
+def _run_jobs(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+    """Run jobs, several in one transaction when there are several; deliver after the commit."""
+    if len(jobs) > 1:
+        outcomes = []
+        try:
+            _retry(conn.execute, "BEGIN IMMEDIATE")
+            for fn, args, loop, future in jobs:
+                try:
+                    outcomes.append((loop, future, fn(conn, *args), None))
+                except Exception as exc:  # its savepoint was rolled back; the others stand
+                    outcomes.append((loop, future, None, exc))
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.debug("group commit failed; running %d jobs one by one", len(jobs), exc_info=True)
+        else:
+            for outcome in outcomes:
+                _deliver(*outcome)
+            return
+    for fn, args, loop, future in jobs:
+        try:
+            result = _retry(fn, conn, *args)
+        except Exception as exc:  # handed to the awaiting caller, not swallowed
+            _deliver(loop, future, None, exc)
+        else:
+            _deliver(loop, future, result, None)
 
 
 def _deliver(
@@ -284,7 +323,18 @@ def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
 @contextmanager
 def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front, so a reader never
-    has to upgrade (the upgrade is what fails with SQLITE_BUSY instead of waiting)."""
+    has to upgrade (the upgrade is what fails with SQLITE_BUSY instead of waiting). Inside a
+    group commit it is a savepoint of the group's transaction."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT omniq_write")
+        try:
+            yield conn
+            conn.execute("RELEASE omniq_write")
+        except BaseException:
+            conn.execute("ROLLBACK TO omniq_write")
+            conn.execute("RELEASE omniq_write")
+            raise
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
