@@ -22,29 +22,43 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p
 )
 
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+
 from backends import EMBEDDED, BackendSpec, embedded_specs  # noqa: E402
 
-BACKENDS = list(EMBEDDED)
+# Every module in tests/servers/ brings a server fixture and the backends that use it; a backend
+# whose server cannot start fails its tests (never skips).
+_SERVER_MODULES = [f"servers.{m.name}" for m in pkgutil.iter_modules([str(TESTS_DIR / "servers")])]
+pytest_plugins = _SERVER_MODULES
+pytest.register_assert_rewrite(*_SERVER_MODULES)
+SERVER_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], BackendSpec]] = {}
+for _module in _SERVER_MODULES:
+    SERVER_BACKENDS.update(importlib.import_module(_module).BACKENDS)
 
-
-def all_specs(tmp_path: Path) -> dict[str, BackendSpec]:
-    return embedded_specs(tmp_path)
-
-
+BACKENDS = [*EMBEDDED, *SERVER_BACKENDS]
 MULTIPROCESS_BACKENDS = [
-    name for name, s in all_specs(Path("/nonexistent")).items() if s.multiprocess
+    name
+    for name in BACKENDS
+    if name in SERVER_BACKENDS or embedded_specs(Path("/nonexistent"))[name].multiprocess
 ]
+
+
+def make_spec(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> BackendSpec:
+    if name in SERVER_BACKENDS:
+        return SERVER_BACKENDS[name](request, tmp_path)
+    return embedded_specs(tmp_path)[name]
 
 
 @pytest.fixture(params=BACKENDS)
 def spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
-    return all_specs(tmp_path)[request.param]
+    return make_spec(request, request.param, tmp_path)
 
 
 @pytest.fixture(params=MULTIPROCESS_BACKENDS)
 def mp_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     """Backends whose storage several OS processes share."""
-    return all_specs(tmp_path)[request.param]
+    return make_spec(request, request.param, tmp_path)
 
 
 @pytest.fixture

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import signal
 import sys
 from typing import Any
 
-from omniq.workers import AsyncThreadPoolWorker, AsyncWorker
+# A stop request that arrives while the process is still starting ends it cleanly (nothing has
+# been claimed yet); once running, the worker's own handlers stop it gracefully.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+from omniq.workers import AsyncThreadPoolWorker, AsyncWorker  # noqa: E402
 
 
 def build(path: str | None, args: dict[str, Any]) -> Any:

@@ -3,14 +3,17 @@
 from omniq.queue.base import AsyncTaskQueue
 from omniq.queue.file import AsyncFileTaskQueue, FileTaskQueue
 from omniq.queue.memory import AsyncMemoryTaskQueue, MemoryTaskQueue
+from omniq.queue.redis import AsyncRedisTaskQueue, RedisTaskQueue
 from omniq.queue.sqlite import AsyncSQLiteTaskQueue, SQLiteTaskQueue
 
 __all__ = [
     "AsyncFileTaskQueue",
     "AsyncMemoryTaskQueue",
+    "AsyncRedisTaskQueue",
     "AsyncSQLiteTaskQueue",
     "AsyncTaskQueue",
     "FileTaskQueue",
     "MemoryTaskQueue",
+    "RedisTaskQueue",
     "SQLiteTaskQueue",
 ]

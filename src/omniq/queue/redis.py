@@ -11,8 +11,8 @@ and checked on the Redis server's clock (``TIME``), so hosts whose clocks disagr
 task whose lease is alive; due times (``run_at``) are the enqueuing host's.
 
 Idle workers wake at once: the scripts publish the names of queues that got a claimable task on
-the project's ``wake`` channel, and a waiter also returns when the next delayed task or lease
-comes due (each claim reports when that is).
+the project's ``wake`` channel (and a writer tells waiters in its own process directly), and a
+waiter also returns when the next delayed task or lease comes due (each claim reports when).
 
 Events: Redis has no event storage of its own; give the worker any event storage (SQLite,
 PostgreSQL, file), e.g. ``SQLiteEventStorage(db_path=...)``.
@@ -28,19 +28,30 @@ Durability depends on the server's persistence settings:
 
 Replicas are asynchronous: a failover may lose the last acknowledged writes. Leases make all of
 these at-least-once: a task lost with its worker or its claim runs again after its lease lapses.
+Run Redis with ``maxmemory-policy noeviction`` (the default): an evicting policy would drop
+tasks. Needs Redis 6.2 or newer (tested with 7.0). The scripts are cluster-safe (a project's
+keys share one hash slot), but this version connects to one server, not to a Redis Cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from omniq._redis.client import Connection, Subscription, Waiters, client_options, translate
+from omniq._redis.client import (
+    Connection,
+    LocalPeers,
+    Subscription,
+    Waiters,
+    client_options,
+    translate,
+    wait_future,
+)
 from omniq._redis.codec import change_fields, decode_rows, finish_rows, insert_rows
 from omniq._redis.codec import task_from_fields as _task_from_fields
 from omniq._redis.keys import TASK_FIELDS, WAKE_CHANNEL, task_key
@@ -48,7 +59,7 @@ from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.errors import StorageError, require
 from omniq.models import Task, TaskStatus
-from omniq.queue.base import AsyncTaskQueue
+from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
 __all__ = ["AsyncRedisTaskQueue", "RedisTaskQueue", "RedisTaskQueueConfig"]
@@ -56,6 +67,7 @@ __all__ = ["AsyncRedisTaskQueue", "RedisTaskQueue", "RedisTaskQueueConfig"]
 _PURGE_BATCH = 1000
 _SUBSCRIBE_WAIT = 1.0  # how long a waiter waits for the wake-up subscription to come up
 _UNSUBSCRIBED_POLL = 0.25  # look again this often while the subscription is down
+_DUE_FLOOR = 0.02  # the shortest wait for a task or lease coming due
 
 
 class RedisTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -63,6 +75,11 @@ class RedisTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
     project_name: str = "default"
     url: str = "redis://127.0.0.1:6379/0"
+    host: str | None = None
+    port: int | None = None
+    db: int | None = None
+    username: str | None = None
+    password: str | None = None
     queues: list[str] | None = None
     max_connections: int | None = None
     socket_timeout: float | None = None
@@ -71,6 +88,8 @@ class RedisTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
 class AsyncRedisTaskQueue(AsyncTaskQueue):
     """Task queue in Redis (redis-py's asyncio client)."""
+
+    config_class = RedisTaskQueueConfig
 
     def __init__(
         self,
@@ -97,7 +116,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
                 default ``redis://127.0.0.1:6379/0``.
             host, port, db, username, password: override the parts of ``url``.
             queues: the named queues this object serves, in priority order (None: any).
-            max_connections: size limit of the connection pool (default: unbounded).
+            max_connections: size limit of the connection pool (default: redis-py's, 100).
             socket_timeout, socket_connect_timeout: seconds (default: none / redis-py's).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
@@ -128,17 +147,8 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         self._seen = -1  # the counter when the last claim was sent
         self._next_due: float | None = None  # from the last claim: earliest delayed task/lease
         self._claim_queues: list[str] | None = self.queues
-
-    @classmethod
-    def from_config(cls, config: RedisTaskQueueConfig) -> AsyncRedisTaskQueue:
-        return cls(
-            project_name=config.project_name,
-            url=config.url,
-            queues=config.queues,
-            max_connections=config.max_connections,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_connect_timeout,
-        )
+        self._peers = ("queue", *self._conn.identity)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._conn.describe()} project={self.project_name!r}>"
@@ -154,8 +164,12 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         rows, blobs = insert_rows(tasks)
         args = [self._prefix, repr(time.time()), rows, blobs]
         with translate("storing tasks"):
-            ids = await self._conn.run("insert", [self._prefix + "seq"], args)
-        return [i.decode() for i in ids]
+            taken_over = (await self._conn.run("insert", [self._prefix + "seq"], args)).split()
+        self._tell_local(t.queue_name for t in tasks if t.status in CLAIMABLE)
+        ids = [t.id for t in tasks]
+        for i in range(0, len(taken_over), 2):  # rows whose key a live task already holds
+            ids[int(taken_over[i]) - 1] = taken_over[i + 1].decode()
+        return ids
 
     async def _get(self, task_id: str) -> Task | None:
         with translate("reading a task"):
@@ -198,6 +212,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         args = [self._prefix, worker_id, repr(time.time()), finish_rows(tasks)]
         with translate("writing task outcomes"):
             written = await self._conn.run("finish", [self._prefix + "leases"], args)
+        self._tell_local(t.queue_name for t in tasks if t.status in CLAIMABLE)
         return [i.decode() for i in written]
 
     async def _transition(
@@ -224,7 +239,10 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
             raise
         if reply is None:
             return None
-        return decode_rows(reply[0], reply[1])[0]
+        task = decode_rows(reply[0], reply[1])[0]
+        if task.status in CLAIMABLE:
+            self._tell_local([task.queue_name])
+        return task
 
     async def _list(
         self, queue_name: str | None, status: TaskStatus | None, limit: int
@@ -289,20 +307,24 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         watched = list(queues) if queues is not None else self._claim_queues
+        if self._loop is None:
+            self._loop = loop
+            LocalPeers.join(self._peers, self)
         subscribed = await self._wake.started(min(timeout, _SUBSCRIBE_WAIT))
         woken = self._waiters.future()  # before looking, so no news falls in between
         try:
             while not self._has_news(watched):
                 remaining = deadline - loop.time()
                 if self._next_due is not None:
-                    remaining = min(remaining, self._next_due - time.time() + 0.001)
+                    # Floored: a lease expiry is on the server's clock, which may lag ours.
+                    due_in = max(self._next_due - time.time() + 0.001, _DUE_FLOOR)
+                    remaining = min(remaining, due_in)
                 if not subscribed:
                     remaining = min(remaining, _UNSUBSCRIBED_POLL)
                 if remaining <= 0:
                     return
-                done, _ = await asyncio.wait({woken}, timeout=remaining)
-                if not done:
-                    return
+                if await wait_future(woken, remaining) is None:
+                    return  # timed out
                 woken = self._waiters.future()
         finally:
             woken.cancel()
@@ -315,16 +337,22 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
             return self._news > seen
         return any(self._news_by_queue.get(name, -1) > seen for name in watched)
 
+    def _tell_local(self, queue_names: Iterable[str]) -> None:
+        """Wake waiters of this process at once (the published news reaches them later)."""
+        names = set(queue_names)
+        if names:
+            LocalPeers.tell(self._peers, "_on_wake", "\n".join(names).encode())
+
     def _on_wake(self, data: bytes) -> None:
         self._news += 1
         for name in data.decode(errors="replace").split("\n"):
             self._news_by_queue[name] = self._news
-        self._waiters.wake_all()
+        self._waiters.wake_all(True)
 
     def _on_subscribed(self) -> None:
         self._news += 1
         self._news_for_all = self._news
-        self._waiters.wake_all()
+        self._waiters.wake_all(True)
 
 
 def _from_hash(task_id: str, values: list[bytes | None]) -> Task | None:

@@ -14,6 +14,7 @@ from omniq.storage.memory import (
     MemoryEventStorage,
     MemoryResultStorage,
 )
+from omniq.storage.redis import AsyncRedisResultStorage, RedisResultStorage
 from omniq.storage.sqlite import (
     AsyncSQLiteEventStorage,
     AsyncSQLiteResultStorage,
@@ -27,6 +28,7 @@ __all__ = [
     "AsyncFileResultStorage",
     "AsyncMemoryEventStorage",
     "AsyncMemoryResultStorage",
+    "AsyncRedisResultStorage",
     "AsyncResultStorage",
     "AsyncSQLiteEventStorage",
     "AsyncSQLiteResultStorage",
@@ -34,6 +36,7 @@ __all__ = [
     "FileResultStorage",
     "MemoryEventStorage",
     "MemoryResultStorage",
+    "RedisResultStorage",
     "SQLiteEventStorage",
     "SQLiteResultStorage",
 ]

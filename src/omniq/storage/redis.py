@@ -5,7 +5,7 @@ its ``expires_at``), so Redis itself deletes expired results and :meth:`cleanup_
 nothing to do. The write script also publishes the ids on the project's ``results`` channel,
 with the results themselves when small (up to :data:`INLINE_RESULT_BYTES`):
 ``get(..., wait=True)`` returns as soon as the result is written, on any host, mostly without
-reading it back.
+reading it back. Waiters in the writer's own process are handed the result directly.
 
 Events: Redis has no event storage in OmniQ; pair this with any event storage (SQLite,
 PostgreSQL, file). Persistence guarantees: see :mod:`omniq.queue.redis`.
@@ -20,7 +20,15 @@ from datetime import datetime
 
 import msgspec
 
-from omniq._redis.client import Connection, Subscription, Waiters, client_options, translate
+from omniq._redis.client import (
+    Connection,
+    LocalPeers,
+    Subscription,
+    Waiters,
+    client_options,
+    translate,
+    wait_future,
+)
 from omniq._redis.keys import RESULTS_CHANNEL, result_key
 from omniq._sync import SyncTwin
 from omniq.config import Settings
@@ -50,6 +58,11 @@ class RedisResultStorageConfig(
 
     project_name: str = "default"
     url: str = "redis://127.0.0.1:6379/0"
+    host: str | None = None
+    port: int | None = None
+    db: int | None = None
+    username: str | None = None
+    password: str | None = None
     max_connections: int | None = None
     socket_timeout: float | None = None
     socket_connect_timeout: float | None = None
@@ -57,6 +70,8 @@ class RedisResultStorageConfig(
 
 class AsyncRedisResultStorage(AsyncResultStorage):
     """Results in Redis, expiring with their ``result_ttl``."""
+
+    config_class = RedisResultStorageConfig
 
     def __init__(
         self,
@@ -81,7 +96,7 @@ class AsyncRedisResultStorage(AsyncResultStorage):
             url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``);
                 default ``redis://127.0.0.1:6379/0``.
             host, port, db, username, password: override the parts of ``url``.
-            max_connections: size limit of the connection pool (default: unbounded).
+            max_connections: size limit of the connection pool (default: redis-py's, 100).
             socket_timeout, socket_connect_timeout: seconds (default: none / redis-py's).
             serializer: encodes result values (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
@@ -104,16 +119,8 @@ class AsyncRedisResultStorage(AsyncResultStorage):
         self._listener = Subscription(
             self._conn, RESULTS_CHANNEL, self._on_results, self._waiters.wake_all
         )
-
-    @classmethod
-    def from_config(cls, config: RedisResultStorageConfig) -> AsyncRedisResultStorage:
-        return cls(
-            project_name=config.project_name,
-            url=config.url,
-            max_connections=config.max_connections,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_connect_timeout,
-        )
+        self._peers = ("results", *self._conn.identity)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._conn.describe()} project={self.project_name!r}>"
@@ -131,6 +138,9 @@ class AsyncRedisResultStorage(AsyncResultStorage):
         if not wait:
             return await self._get_live(task_id)
         loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            LocalPeers.join(self._peers, self)
         deadline = None if timeout is None else loop.time() + timeout
         first_wait = _SUBSCRIBE_WAIT if timeout is None else min(timeout, _SUBSCRIBE_WAIT)
         subscribed = await self._listener.started(first_wait)
@@ -145,8 +155,8 @@ class AsyncRedisResultStorage(AsyncResultStorage):
                 if remaining <= 0:
                     raise TimeoutError(f"no result for task {task_id} within {timeout} s")
                 pace = _RECHECK if subscribed else _UNSUBSCRIBED_POLL
-                done, _ = await asyncio.wait({written}, timeout=min(remaining, pace))
-                data = written.result() if done else None  # the result itself, when inlined
+                # The result itself when it was inlined or written here; else None: read it.
+                data = await wait_future(written, min(remaining, pace))
             finally:
                 written.cancel()
             subscribed = await self._listener.started(0)
@@ -174,6 +184,10 @@ class AsyncRedisResultStorage(AsyncResultStorage):
         ]
         with translate("storing results"):
             await self._conn.run("put_results", [result_key(self._prefix, ids[0])], args)
+        # Waiters in this process get the results at once (the published news reaches them
+        # later); yielding once lets those on this loop return before the worker goes on.
+        if LocalPeers.tell(self._peers, "_deliver", [(r.task_id, data) for r, data in results]):
+            await asyncio.sleep(0)
 
     async def _get(self, task_id: str) -> bytes | None:
         with translate("reading a result"):
@@ -194,6 +208,10 @@ class AsyncRedisResultStorage(AsyncResultStorage):
         if result.expires_at is not None and result.expires_at <= utcnow():
             return None
         return result
+
+    def _deliver(self, results: list[tuple[str, bytes]]) -> None:
+        for task_id, data in results:
+            self._waiters.wake(task_id, data)
 
     def _on_results(self, message: bytes) -> None:
         """A put's notification: ``<id> <size or -> ...`` then a newline and inlined results."""

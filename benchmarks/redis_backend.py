@@ -1,6 +1,6 @@
 """Benchmarks of the Redis backend (queue + results), against a real redis-server.
 
-    .venv/bin/python benchmarks/redis.py [--repeat 3] [--tasks 10000] [--appendonly]
+    .venv/bin/python benchmarks/redis_backend.py [--repeat 3] [--tasks 10000] [--appendonly]
 
 Starts its own ``redis-server`` on a loopback port in a temporary directory (no persistence
 unless ``--appendonly``, which turns on AOF with ``appendfsync everysec``) and prints the median
@@ -133,6 +133,53 @@ def round_trip_ms(url: str, samples: int = 300) -> float:
     return asyncio.run(run())
 
 
+def raw_blmove_loop(url: str, n: int) -> float:
+    """Baseline: redis.asyncio alone, 8 consumers doing BLMOVE then LREM (the ack): items/s."""
+
+    async def run() -> float:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(url)
+        key = f"raw:{uuid.uuid4().hex[:10]}"
+        await client.rpush(f"{key}:q", *[str(i) for i in range(n)])
+        done = 0
+
+        async def consume() -> None:
+            nonlocal done
+            while done < n:
+                item = await client.blmove(f"{key}:q", f"{key}:p", 0.05, "LEFT", "RIGHT")
+                if item is None:
+                    continue
+                await client.lrem(f"{key}:p", 1, item)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(consume() for _ in range(SLOTS)))
+        elapsed = time.perf_counter() - started
+        await client.aclose()
+        return n / elapsed
+
+    return asyncio.run(run())
+
+
+def raw_get_us(url: str, samples: int = 3000) -> float:
+    """Calibration: one redis.asyncio GET round trip, in microseconds (machine speed now)."""
+
+    async def run() -> float:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(url)
+        await client.get("calibration")
+        started = time.perf_counter()
+        for _ in range(samples):
+            await client.get("calibration")
+        elapsed = time.perf_counter() - started
+        await client.aclose()
+        return elapsed / samples * 1e6
+
+    return asyncio.run(run())
+
+
 _CHILD = """
 import asyncio, sys
 sys.path.append(sys.argv[4])  # bench_tasks; appended, so `import redis` finds redis-py
@@ -153,36 +200,71 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
+def round_trip_other_process_ms(url: str, samples: int = 300) -> float:
+    """Enqueue -> result with an idle worker (8 slots) in another process: p50 in ms."""
+
+    async def run() -> float:
+        project = f"b{uuid.uuid4().hex[:10]}"
+        queue, results = components(url, project)
+        (proc,) = start_workers(url, project, 1)
+        latencies = []
+        try:
+            for _ in range(samples):
+                await asyncio.sleep(0.002)  # let the worker go idle between samples
+                started = time.perf_counter()
+                task_id = await queue.enqueue(bench_tasks.async_noop)
+                await results.get(task_id, wait=True, timeout=10)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            stop_workers([proc])
+        await queue.purge()
+        await queue.close()
+        await results.close()
+        return statistics.median(latencies) * 1000
+
+    return asyncio.run(run())
+
+
+def start_workers(url: str, project: str, processes: int) -> list[subprocess.Popen[bytes]]:
+    """Worker processes, connected and ready, then told to start."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, url, project, str(SLOTS), str(HERE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
 def drain_processes(url: str, n: int, processes: int) -> float:
-    """n tasks enqueued first, then ``processes`` worker processes (8 slots each) started
-    together: tasks/s from the start line until all n succeeded."""
+    """n tasks enqueued first, then ``processes`` worker processes (8 slots each), connected,
+    told to start together: tasks/s from then until all n succeeded (as seen by polling)."""
 
     async def run() -> float:
         project = f"b{uuid.uuid4().hex[:10]}"
         queue, results = components(url, project)
         await queue.enqueue_many([{"func": bench_tasks.async_noop}] * n)
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", _CHILD, url, project, str(SLOTS), str(HERE)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            for _ in range(processes)
-        ]
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        procs = start_workers(url, project, processes)  # connected first; timed from "go"
         started = time.perf_counter()
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            proc.stdin.flush()
         while await queue.count(status="success") < n:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop_workers(procs)
         await queue.purge()
         await queue.close()
         await results.close()
@@ -202,6 +284,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--appendonly", action="store_true", help="AOF, appendfsync everysec")
     parser.add_argument("--url", help="use this server instead of starting one")
+    parser.add_argument("--only", help="run only the scenarios whose title contains this")
     args = parser.parse_args()
     n = args.tasks
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,11 +295,17 @@ def main() -> None:
             server, url = start_server(tmp, args.appendonly)
         try:
             scenarios = [
+                ("calibration: one redis.asyncio GET round trip", "us", "",
+                 lambda: raw_get_us(url)),
+                (f"baseline: raw redis.asyncio BLMOVE+LREM loop, {SLOTS} consumers, {n} items",
+                 "items/s", "(~9,400)", lambda: raw_blmove_loop(url, n)),
                 (f"AsyncWorker({SLOTS}) in-process, drain {n} no-op tasks, results stored",
                  "tasks/s", ">= 8,000", lambda: drain(url, n)),
                 (f"enqueue_many({n})", "tasks/s", ">= 30,000", lambda: enqueue_many(url, n)),
-                ("enqueue -> result round trip, idle worker (p50 of 300)", "ms", "< 1.5",
-                 lambda: round_trip_ms(url)),
+                ("enqueue -> result round trip, idle worker in this process (p50 of 300)", "ms",
+                 "< 1.5", lambda: round_trip_ms(url)),
+                ("enqueue -> result round trip, idle worker in another process (p50 of 300)",
+                 "ms", "< 1.5", lambda: round_trip_other_process_ms(url)),
             ]  # fmt: skip
             for k in (1, 2, 4):
                 scenarios.append(
@@ -231,6 +320,8 @@ def main() -> None:
             print("| scenario | median | runs | bar |")
             print("| --- | --- | --- | --- |")
             for title, unit, bar, func in scenarios:
+                if args.only and args.only not in title:
+                    continue
                 value, runs = median_of(args.repeat, func)
                 shown = ", ".join(f"{r:,.2f}" if unit == "ms" else f"{r:,.0f}" for r in runs)
                 fmt = f"{value:,.2f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"

@@ -1,0 +1,5 @@
+"""The ``omniq`` command: a thin layer over the public API (needs ``omniq[cli]``)."""
+
+from omniq.cli.main import main
+
+__all__ = ["main"]
