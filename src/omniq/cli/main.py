@@ -35,13 +35,16 @@ logger = logging.getLogger("omniq.cli")
 
 
 class _State:
-    def __init__(self, config: str | None, as_json: bool) -> None:
-        self.config, self.as_json = config, as_json
+    def __init__(self, config: str | None, as_json: bool, log_level: str | None) -> None:
+        self.config, self.as_json, self.log_level = config, as_json, log_level
 
     def omniq(self, worker: dict[str, Any] | None = None) -> OmniQ:
         """The configured facade (worker section overridden by ``worker``)."""
         data: dict[str, Any] = load_yaml(self.config) if self.config else {}
         settings = Settings.from_env()
+        if self.log_level or "OMNIQ_LOG_LEVEL" not in os.environ:
+            # The command logs at INFO unless told otherwise (the library default is WARNING).
+            settings = Settings.from_env(LOG_LEVEL=(self.log_level or "INFO").upper())
         if worker:
             section = dict(data.get("worker") or {})
             config = dict(section.get("config") or {})
@@ -70,16 +73,14 @@ class _State:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, as_json: bool, log_level: str) -> None:
+def cli(ctx: click.Context, config: str | None, as_json: bool, log_level: str | None) -> None:
     """OmniQ task queue: workers and inspection."""
     if config is not None and not os.path.isfile(config):
         raise OmniQError(f"configuration file {config!r} does not exist")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("omniq")
-    root.addHandler(handler)
-    root.setLevel(log_level.upper())
-    ctx.obj = _State(config, as_json)
+    logging.getLogger("omniq").addHandler(handler)
+    ctx.obj = _State(config, as_json, log_level)
 
 
 @cli.command()

@@ -35,4 +35,6 @@ def show_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(no_color=not sys.stdout.isatty()).print(table)
+    tty = sys.stdout.isatty()
+    # Piped output is not wrapped at 80 columns: ids and names stay whole for grep and friends.
+    Console(no_color=not tty, width=None if tty else 200).print(table)
