@@ -92,7 +92,6 @@ class AsyncOmniQ:
         self.task_queue = as_async(task_queue)
         self.result_store = as_async(result_store) if result_store else None
         self.event_store = as_async(event_store) if event_store else None
-        configure_logging(self.settings)
         worker = worker or self.settings.DEFAULT_WORKER
         if isinstance(worker, str):
             worker = worker_class(worker, field="worker")
@@ -139,15 +138,17 @@ class AsyncOmniQ:
         settings = settings or get_settings()
         project = config.project_name or settings.PROJECT_NAME
         base_dir = config.base_dir or settings.BASE_DIR
-        queue_section = config.task_queue or ComponentConfig(
-            type=settings.TASK_QUEUE_TYPE, url=settings.TASK_QUEUE_URL
+        # A URL setting names its backend itself and wins over the (defaulted) type setting.
+        queue_section = config.task_queue or _section(
+            settings.TASK_QUEUE_TYPE, settings.TASK_QUEUE_URL
         )
-        result_section = config.result_store or ComponentConfig(
-            type=settings.RESULT_STORAGE_TYPE, url=settings.RESULT_STORAGE_URL
+        result_section = config.result_store or _section(
+            settings.RESULT_STORAGE_TYPE, settings.RESULT_STORAGE_URL
         )
-        event_section = config.event_store or ComponentConfig(
-            type=settings.EVENT_STORAGE_TYPE, url=settings.EVENT_STORAGE_URL
+        event_section = config.event_store or _section(
+            settings.EVENT_STORAGE_TYPE, settings.EVENT_STORAGE_URL
         )
+        configure_logging(settings)
         worker = config.worker or ComponentConfig(type=settings.DEFAULT_WORKER)
         build = _ComponentBuilder(project, base_dir, settings)
         return cls(
@@ -355,6 +356,10 @@ class AsyncOmniQ:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.close()
+
+
+def _section(kind: str | None, url: str | None) -> ComponentConfig:
+    return ComponentConfig(url=url) if url else ComponentConfig(type=kind)
 
 
 class _ComponentBuilder:

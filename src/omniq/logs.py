@@ -17,7 +17,9 @@ __all__ = ["configure_logging"]
 def configure_logging(settings: Settings) -> None:
     """Apply the settings' levels to the ``omniq`` loggers (handlers are the application's)."""
     root = logging.getLogger("omniq")
-    root.disabled = settings.DISABLE_LOGGING
-    root.setLevel(settings.LOG_LEVEL.upper())
+    # Above CRITICAL: the loggers below inherit it, so the whole tree is silent.
+    root.setLevel(logging.CRITICAL + 1 if settings.DISABLE_LOGGING else settings.LOG_LEVEL.upper())
     for component, level in settings.COMPONENT_LOG_LEVELS.items():
+        if settings.DISABLE_LOGGING:
+            break
         logging.getLogger(f"omniq.{component}").setLevel(level.upper())

@@ -1,5 +1,5 @@
 """The ``omniq`` command: a thin layer over the public API (needs ``omniq[cli]``)."""
 
-from omniq.cli.main import main
+from omniq.cli.main import cli, main
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]

@@ -1,342 +1,570 @@
-"""``omniq``: run workers and inspect queues from the shell.
+"""``omniq``: run a worker and inspect queues from the shell.
 
-Configuration comes from ``--config FILE`` (YAML), else ``OMNIQ_*`` variables, else the embedded
-SQLite default. Expected failures print one line to stderr and exit non-zero.
+A thin layer over the public API. Configuration: ``--config FILE`` (YAML, as
+``OmniQ.from_config_file``), else the ``OMNIQ_*`` variables (``OmniQ.from_env``), which with none
+set is the embedded SQLite default under ``./omniq_data``. Tables for people, ``--json`` for
+scripts. Expected failures print one line on stderr (``omniq: error: ...``) and exit 1; usage
+errors are click's (exit 2). The command installs a log handler on stderr; the library never does.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import os
 import signal
 import sys
 import threading
-from collections import Counter
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 try:
     import click
-except ImportError:  # pragma: no cover - exercised only without the extra
-    sys.stderr.write("omniq: error: the command needs click and rich: pip install 'omniq[cli]'\n")
-    raise SystemExit(2) from None
+    import rich  # noqa: F401  (checked here so that a missing extra is one clear line)
+except ImportError as exc:  # pragma: no cover - only without the extra
+    sys.exit(f"omniq: error: the command needs {exc.name}: pip install 'omniq[cli]'")
 
-import msgspec
+from click.core import ParameterSource
 
-from omniq import EventType, OmniQ, TaskStatus
-from omniq._configurable import load_yaml
-from omniq.cli.output import emit_json, show_table, when
-from omniq.config import Settings
-from omniq.errors import OmniQError
+import omniq
+from omniq import EventType, OmniQ, OmniQError, Task, TaskStatus
+from omniq.cli.output import emit_json, plain, show_fields, show_table, show_text, when
+from omniq.models import utcnow
+from omniq.registry import WORKERS
 
 __all__ = ["cli", "main"]
 
 logger = logging.getLogger("omniq.cli")
 
+_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_SCAN = 1000  # tasks read per status to discover the queue names `omniq status` shows
+_MANY = 100_000  # bound on the running tasks `omniq status` lists (one per busy worker slot)
+_REQUEUEABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
+
+_handler = logging.StreamHandler(sys.stderr)
+_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+class CommandError(click.ClickException):
+    """An expected failure: one line on stderr, exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"omniq: error: {_one_line(self.message)}", err=True)
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
 
 class _State:
-    def __init__(self, config: str | None, as_json: bool, log_level: str | None) -> None:
-        self.config, self.as_json, self.log_level = config, as_json, log_level
+    """Options shared by every command; opens the configured facade when a command needs it."""
 
-    def omniq(self, worker: dict[str, Any] | None = None) -> OmniQ:
-        """The configured facade (worker section overridden by ``worker``)."""
-        data: dict[str, Any] = load_yaml(self.config) if self.config else {}
-        settings = Settings.from_env()
-        if self.log_level or "OMNIQ_LOG_LEVEL" not in os.environ:
-            # The command logs at INFO unless told otherwise (the library default is WARNING).
-            settings = Settings.from_env(LOG_LEVEL=(self.log_level or "INFO").upper())
-        if worker:
-            section = dict(data.get("worker") or {})
-            config = dict(section.get("config") or {})
-            config.update({k: v for k, v in worker.items() if k != "type" and v is not None})
-            section["config"] = config
-            if worker.get("type"):
-                section["type"] = worker["type"]
-            section.setdefault("type", settings.DEFAULT_WORKER)
-            data["worker"] = section
-        return OmniQ.from_dict(data, settings=settings)
+    def __init__(self) -> None:
+        self.config: str | None = None
+        self.as_json = False
+        self.log_level = "INFO"
+
+    def open(self, worker_type: str | None = None, **worker_options: Any) -> OmniQ:
+        """The configured facade; ``worker_type`` and ``worker_options`` override its worker."""
+        oq = OmniQ.from_config_file(self.config) if self.config else OmniQ.from_env()
+        if worker_type is not None or worker_options:
+            # The same components, with the command line's worker options over the configured
+            # ones (validated again by the facade).
+            oq = OmniQ(
+                project_name=oq.project_name,
+                task_queue=oq.task_queue,
+                result_store=oq.result_store,
+                event_store=oq.event_store or False,
+                worker=worker_type or oq.worker_class,
+                worker_config={**oq.worker_config, **worker_options},
+                settings=oq.settings,
+            )
+        # Building the facade applied the settings' LOG_LEVEL to the ``omniq`` logger.
+        _set_log_level(self.log_level, disabled=oq.settings.DISABLE_LOGGING)
+        return oq
+
+
+def _set_log_level(level: str, *, disabled: bool = False) -> None:
+    logging.getLogger("omniq").setLevel(level.upper())
+    # DISABLE_LOGGING silences the whole tree here, children included.
+    _handler.setLevel(logging.CRITICAL + 1 if disabled else logging.NOTSET)
+
+
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None or value is False:
+            return  # not given here: keep what the group (or the default) said
+        source = ctx.get_parameter_source(param.name or "")
+        if ctx.parent is not None and source is not ParameterSource.COMMANDLINE:
+            return  # after the command name only an explicit flag overrides (not OMNIQ_LOG_LEVEL)
+        setattr(ctx.ensure_object(_State), name, value)
+        if name == "log_level":
+            _set_log_level(value)
+
+    return store
+
+
+def _shared_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options accepted before and after the command name (``omniq --json tasks`` and
+    ``omniq tasks --json``)."""
+    options = [
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            callback=_remember("config"),
+            help="YAML configuration file [default: the OMNIQ_* variables, else the embedded "
+            "SQLite database under ./omniq_data].",
+        ),
+        click.option(
+            "--json",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember("as_json"),
+            help="Print JSON for scripts instead of tables.",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(_LEVELS, case_sensitive=False),
+            envvar="OMNIQ_LOG_LEVEL",
+            show_envvar=True,
+            expose_value=False,
+            callback=_remember("log_level"),
+            help="Level of the omniq log records written to stderr [default: INFO].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False),
-    envvar="OMNIQ_CONFIG_FILE",
-    help="YAML configuration file (default: OMNIQ_* variables, else embedded SQLite).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@_shared_options
+@click.version_option(omniq.__version__, prog_name="omniq")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, as_json: bool, log_level: str | None) -> None:
-    """OmniQ task queue: workers and inspection."""
-    if config is not None and not os.path.isfile(config):
-        raise OmniQError(f"configuration file {config!r} does not exist")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("omniq").addHandler(handler)
-    ctx.obj = _State(config, as_json, log_level)
+def cli(ctx: click.Context) -> None:
+    """OmniQ task queue: run a worker, inspect and manage tasks."""
+    ctx.ensure_object(_State)
+    root = logging.getLogger("omniq")
+    if _handler not in root.handlers:
+        root.addHandler(_handler)
+
+
+# --- worker ----------------------------------------------------------------------------------
+
+
+def _queue_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("give at least one queue name, e.g. --queues high,low")
+    return names
+
+
+class _StopOnSignal:
+    """First SIGINT/SIGTERM: ask for a graceful stop. Second: exit at once."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.grace: float | None = None  # the worker's stop_timeout, once it runs
+        # next() on a C counter is atomic: a signal handled inside this handler (they nest)
+        # still counts as the second one.
+        self._received = itertools.count()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if next(self._received):
+            logger.warning(
+                "%s again: stopping at once; the tasks still running return to the queue when "
+                "their leases lapse",
+                name,
+            )
+            os._exit(128 + signum)  # the worker's threads are not waited for: that is the point
+        self.requested.set()
+        logger.info(
+            "%s: stopping gracefully (no new tasks; running ones get %s s); %s again to stop at "
+            "once",
+            name,
+            self.grace,
+            name,
+        )
+
+
+def _import_modules(modules: Sequence[str]) -> None:
+    # Like celery and rq: tasks defined next to where the worker is started resolve by import path.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise CommandError(f"--import {module}: {exc}") from exc
+
+
+def _describe_backend(queue: Any) -> str:
+    where = getattr(queue, "db_path", None)
+    return f"{type(queue).__name__}" + (f" at {where}" if where else "")
 
 
 @cli.command()
 @click.option(
-    "--worker-type", type=click.Choice(["async", "thread_pool", "thread", "process_pool"])
+    "--worker-type",
+    type=click.Choice(sorted(WORKERS)),
+    help="How tasks run [default: the configured worker, else thread_pool].",
 )
-@click.option("--max-workers", type=click.IntRange(min=1), help="Tasks run at once.")
-@click.option("--queues", help="Comma-separated queues, highest priority first.")
+@click.option(
+    "--max-workers",
+    type=click.IntRange(min=1),
+    help="Tasks run at once [default: the configured one, else MAX_WORKERS].",
+)
+@click.option(
+    "--queues",
+    metavar="NAME,NAME",
+    callback=_queue_list,
+    help="Queues to consume, highest priority first [default: all].",
+)
 @click.option(
     "--import",
     "imports",
     multiple=True,
     metavar="MODULE",
-    help="Import a module first (where the task functions live); repeatable.",
+    help="Module to import first, where task functions live (repeatable; the current "
+    "directory is on the import path).",
 )
 @click.option(
     "--stop-timeout",
     type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds running tasks get to finish on SIGTERM/SIGINT.",
+    help="Seconds running tasks get to finish after SIGINT/SIGTERM before they are handed back "
+    "[default: the configured one, else 30].",
 )
+@_shared_options
 @click.pass_obj
 def worker(
     state: _State,
     worker_type: str | None,
     max_workers: int | None,
-    queues: str | None,
+    queues: list[str] | None,
     imports: tuple[str, ...],
-    stop_timeout: float,
+    stop_timeout: float | None,
 ) -> None:
-    """Run a worker until SIGINT/SIGTERM (a second signal stops at once)."""
-    sys.path.insert(0, os.getcwd())
-    for module in imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise OmniQError(f"--import {module}: {exc}") from exc
-    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    oq = state.omniq(
-        {
-            "type": worker_type,
-            "max_workers": max_workers,
-            "queues": queue_list,
-            "stop_timeout": stop_timeout,
-        }
-    )
-    stop = threading.Event()
+    """Run a worker in the foreground until SIGINT/SIGTERM.
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            logger.warning(
-                "second signal: stopping at once; running tasks return after their lease"
-            )
-            os._exit(1)
-        logger.info("%s: stopping gracefully (again to stop at once)", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    with oq:
+    The first signal stops it gracefully: no new claims; running tasks get --stop-timeout seconds
+    to finish, then go back to the queue. A second signal stops it at once (exit status
+    128 + signal number); the tasks it was running come back when their leases lapse.
+    """
+    stop = _StopOnSignal()
+    _import_modules(imports)
+    given = {"max_workers": max_workers, "queues": queues, "stop_timeout": stop_timeout}
+    options = {name: value for name, value in given.items() if value is not None}
+    with state.open(worker_type, **options) as oq:
+        # One round trip first: an unreachable server is one error line, not a worker that logs
+        # failed claims forever.
+        oq.get_task("omniq-cli-probe")
+        if stop.requested.is_set():
+            return  # stopped while starting: nothing was claimed
         oq.start_worker()
-        core = oq.worker
+        running = oq.worker
+        stop.grace = running.stop_timeout
+        served = running.queues or oq.task_queue.queues
         logger.info(
-            "worker %s started: %s, queues %s",
-            core.worker_id,
-            type(core).__name__,
-            core.queues or "all",
+            "worker %s started: %s, %d at a time, queues %s, backend %s, project %r",
+            running.worker_id,
+            type(running).__name__,
+            running.max_workers,
+            ",".join(served) if served else "all",
+            _describe_backend(oq.task_queue),
+            oq.project_name,
         )
-        stop.wait()
+        stop.requested.wait()
         oq.stop_worker()
     logger.info("worker stopped")
 
 
+# --- inspection --------------------------------------------------------------------------------
+
+
+def _queue_names(oq: OmniQ) -> list[str]:
+    names = set(oq.task_queue.queues or ())
+    for status in TaskStatus:
+        names.update(task.queue_name for task in oq.list_tasks(status=status, limit=_SCAN))
+    return sorted(names)
+
+
 @cli.command()
+@_shared_options
 @click.pass_obj
 def status(state: _State) -> None:
-    """Task counts per queue and status, and what each live worker runs."""
-    with state.omniq() as oq:
-        tasks = oq.list_tasks(limit=100_000)
-        counts: Counter[tuple[str, str]] = Counter((t.queue_name, t.status.value) for t in tasks)
-        queues = sorted({q for q, _ in counts})
-        running = [t for t in tasks if t.status is TaskStatus.RUNNING]
-    statuses = [s.value for s in TaskStatus]
+    """Tasks per queue and status, and the workers holding leases with what each runs."""
+    statuses = list(TaskStatus)
+    with state.open() as oq:
+        counts = {name: {s.value: oq.count(name, s) for s in statuses} for name in _queue_names(oq)}
+        totals = {s.value: oq.count(None, s) for s in statuses}
+        running = oq.list_tasks(status=TaskStatus.RUNNING, limit=_MANY)
+    # Queues whose tasks all lie beyond the scan still count: in one row of their own.
+    other = {s: totals[s] - sum(row[s] for row in counts.values()) for s in totals}
+    if any(other.values()):
+        counts["(other queues)"] = other
+    workers = _workers(running)
     if state.as_json:
         emit_json(
             {
-                "queues": {q: {s: counts[(q, s)] for s in statuses} for q in queues},
-                "workers": _by_worker(running),
+                "queues": {
+                    name: {**row, "total": sum(row.values())} for name, row in counts.items()
+                },
+                "total": {**totals, "total": sum(totals.values())},
+                "workers": workers,
             }
         )
         return
-    rows = [[q, *(counts[(q, s)] or "" for s in statuses)] for q in queues]
-    show_table("Queues", ["queue", *statuses], rows)
-    rows = [
-        [w, t["id"], t["func"], t["started_at"]]
-        for w, ts in _by_worker(running).items()
-        for t in ts
-    ]
-    show_table("Live workers (holding leases)", ["worker", "task", "function", "started"], rows)
+    rows = [[name, *row.values(), sum(row.values())] for name, row in counts.items()]
+    if len(rows) > 1:
+        rows.append(["(all)", *totals.values(), sum(totals.values())])
+    show_table("Queues", ["queue", *totals, "total"], rows, empty="no tasks")
+    show_table(
+        "Workers holding leases",
+        ["worker", "task", "function", "queue", "started", "lease until"],
+        [
+            [w["worker_id"], t["id"], t["func_name"], t["queue_name"], t["started_at"], _lease(t)]
+            for w in workers
+            for t in w["tasks"]
+        ],
+        empty="no task is running",
+    )
 
 
-def _by_worker(running: list[Any]) -> dict[str, list[dict[str, str]]]:
-    workers: dict[str, list[dict[str, str]]] = {}
+def _workers(running: list[Task]) -> list[dict[str, Any]]:
+    now = utcnow()
+    by_worker: dict[str, list[Task]] = {}
     for task in running:
-        workers.setdefault(task.worker_id or "?", []).append(
-            {"id": task.id, "func": task.func_name, "started_at": when(task.started_at)}
-        )
-    return workers
+        by_worker.setdefault(task.worker_id or "?", []).append(task)
+    return [
+        {
+            "worker_id": worker_id,
+            # A worker that died leaves RUNNING tasks whose leases lapse: not live.
+            "live": any(t.lease_until is not None and t.lease_until > now for t in tasks),
+            "tasks": [
+                {
+                    "id": t.id,
+                    "func_name": t.func_name,
+                    "queue_name": t.queue_name,
+                    "started_at": t.started_at,
+                    "lease_until": t.lease_until,
+                }
+                for t in tasks
+            ],
+        }
+        for worker_id, tasks in sorted(by_worker.items())
+    ]
+
+
+def _lease(task: dict[str, Any]) -> str:
+    until = task["lease_until"]
+    if until is None:
+        return ""
+    return when(until) + (" (lapsed)" if until <= utcnow() else "")
 
 
 @cli.command()
-@click.option("--queue", "queue_name", help="Only this queue.")
-@click.option("--status", type=click.Choice([s.value for s in TaskStatus]))
+@click.option("--queue", "queue_name", metavar="NAME", help="Only this queue.")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in TaskStatus], case_sensitive=False),
+    help="Only tasks in this status.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@_shared_options
 @click.pass_obj
 def tasks(state: _State, queue_name: str | None, status: str | None, limit: int) -> None:
     """List tasks, oldest first."""
-    with state.omniq() as oq:
-        found = oq.list_tasks(queue_name, status, limit)
+    with state.open() as oq:
+        found = oq.list_tasks(queue_name, status.lower() if status else None, limit)
     if state.as_json:
-        emit_json([_task_dict(t) for t in found])
+        emit_json(plain(found))
         return
     show_table(
-        "Tasks",
+        "Tasks" + (f" (the first {limit}: see --limit)" if len(found) == limit else ""),
         ["id", "queue", "function", "status", "priority", "attempts", "created"],
         [
-            [
-                t.id,
-                t.queue_name,
-                t.func_name,
-                t.status.value,
-                t.priority,
-                t.attempts,
-                when(t.created_at),
-            ]
+            [t.id, t.queue_name, t.func_name, t.status.value, t.priority, t.attempts, t.created_at]
             for t in found
         ],
+        empty="no tasks",
     )
 
 
-def _task_dict(task: Any) -> dict[str, Any]:
-    fields = msgspec.structs.asdict(task)
-    fields.pop("payload")
-    return fields
+def _existing(oq: OmniQ, task_id: str) -> Task:
+    found = oq.get_task(task_id)
+    if found is None:
+        raise CommandError(f"no task with id {task_id!r}")
+    return found
 
 
 @cli.command()
 @click.argument("task_id")
+@_shared_options
 @click.pass_obj
 def task(state: _State, task_id: str) -> None:
-    """Show one task, its result and its events."""
-    with state.omniq() as oq:
-        found = oq.get_task(task_id)
-        if found is None:
-            raise OmniQError(f"no task with id {task_id!r}")
+    """Show one task, its result (if any) and its events."""
+    with state.open() as oq:
+        found = _existing(oq, task_id)
         result = oq.get_result(task_id) if oq.result_store is not None else None
-        events = oq.get_events(task_id=task_id)
+        history = oq.get_events(task_id=task_id)
     if state.as_json:
-        emit_json({"task": _task_dict(found), "result": result, "events": events})
+        emit_json({"task": plain(found), "result": plain(result), "events": plain(history)})
         return
-    show_table(
-        f"Task {task_id}",
-        ["field", "value"],
-        [[k, v] for k, v in _task_dict(found).items() if v not in (None, (), "")],
-    )
-    if result is not None:
-        shown = result.error.message if result.error else repr(result.value)
-        show_table(
-            "Result",
-            ["status", "attempts", "finished", "value or error"],
-            [[result.status.value, result.attempts, when(result.finished_at), shown]],
-        )
-    show_table(
-        "Events",
-        ["time", "type", "attempt", "worker", "error"],
+    error = (result.error if result is not None else None) or found.error
+    show_fields(
+        "Task",
         [
-            [
-                when(e.timestamp),
-                e.type.value,
-                e.attempt,
-                e.worker_id,
-                e.error.message if e.error else "",
-            ]
-            for e in events
+            ("id", found.id),
+            ("function", found.func_name),
+            ("queue", found.queue_name),
+            ("status", found.status.value),
+            ("priority", found.priority),
+            ("attempts", f"{found.attempts} of {found.max_attempts}"),
+            ("created", found.created_at),
+            ("run at", found.run_at),
+            ("expires", found.expires_at),
+            ("started", found.started_at),
+            ("finished", found.finished_at),
+            ("worker", found.worker_id),
+            ("lease until", found.lease_until),
+            ("timeout", found.timeout),
+            ("depends on", ", ".join(found.depends_on)),
+            ("key", found.key),
+            ("schedule", found.schedule_id),
+            ("result", repr(result.value) if result is not None and result.ok else None),
+            ("error", f"{error.type}: {error.message}" if error else None),
         ],
     )
+    show_table(
+        "Events",
+        ["time", "type", "attempt", "worker", "duration", "error"],
+        [
+            [e.timestamp, e.type.value, e.attempt, e.worker_id, _seconds(e.duration), _err(e)]
+            for e in history
+        ],
+        empty="none recorded",
+    )
+    if error is not None and error.traceback:
+        show_text("Traceback of the error", error.traceback)
+
+
+def _seconds(duration: float | None) -> str:
+    return "" if duration is None else f"{duration:.3f} s"
+
+
+def _err(event: Any) -> str:
+    return f"{event.error.type}: {event.error.message}" if event.error else ""
 
 
 @cli.command()
 @click.argument("task_id")
+@_shared_options
 @click.pass_obj
 def cancel(state: _State, task_id: str) -> None:
-    """Cancel a task that has not finished."""
-    with state.omniq() as oq:
+    """Cancel a task that has not finished (a running one is asked to stop)."""
+    with state.open() as oq:
+        before = _existing(oq, task_id)
+        if before.status.is_final:
+            raise CommandError(f"task {task_id} has already finished ({before.status.value})")
         if not oq.cancel(task_id):
-            raise OmniQError(f"task {task_id!r} does not exist or has already finished")
-    _done(state, {"cancelled": task_id}, f"cancelled {task_id}")
+            raise CommandError(f"task {task_id} finished before it could be cancelled")
+    text = (
+        f"asked running task {task_id} to stop; it is cancelled"
+        if before.status is TaskStatus.RUNNING
+        else f"cancelled task {task_id}"
+    )
+    _done(state, {"task_id": task_id, "cancelled": True, "was": before.status.value}, text)
 
 
 @cli.command()
 @click.argument("task_id")
+@_shared_options
 @click.pass_obj
 def requeue(state: _State, task_id: str) -> None:
-    """Put a failed, cancelled or expired task back in its queue."""
-    with state.omniq() as oq:
+    """Put a failed, cancelled or expired task back in its queue, with fresh attempts."""
+    with state.open() as oq:
+        before = _existing(oq, task_id)
+        if before.status not in _REQUEUEABLE:
+            raise CommandError(
+                f"task {task_id} is {before.status.value}: only failed, cancelled or expired "
+                "tasks can be requeued"
+            )
         if not oq.requeue(task_id):
-            raise OmniQError(f"task {task_id!r} does not exist or is not failed/cancelled/expired")
-    _done(state, {"requeued": task_id}, f"requeued {task_id}")
+            raise CommandError(f"task {task_id} changed status meanwhile: not requeued")
+    text = f"requeued task {task_id}"
+    _done(state, {"task_id": task_id, "requeued": True, "was": before.status.value}, text)
 
 
 @cli.command()
-@click.option("--task", "task_id", help="Only this task's events.")
-@click.option("--type", "event_type", type=click.Choice([e.value for e in EventType]))
+@click.option("--task", "task_id", metavar="ID", help="Only this task's events.")
+@click.option(
+    "--type",
+    "event_type",
+    type=click.Choice([e.value for e in EventType], case_sensitive=False),
+    help="Only events of this type.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@_shared_options
 @click.pass_obj
 def events(state: _State, task_id: str | None, event_type: str | None, limit: int) -> None:
     """List task events, oldest first."""
-    with state.omniq() as oq:
-        found = oq.get_events(task_id=task_id, event_type=event_type, limit=limit)
+    with state.open() as oq:
+        if oq.event_store is None:
+            raise CommandError("no event storage is configured (EVENT_STORAGE_TYPE=none)")
+        found = oq.get_events(
+            task_id=task_id, event_type=event_type.lower() if event_type else None, limit=limit
+        )
     if state.as_json:
-        emit_json(found)
+        emit_json(plain(found))
         return
     show_table(
-        "Events",
-        ["time", "task", "type", "queue", "attempt", "worker", "error"],
+        "Events" + (f" (the first {limit}: see --limit)" if len(found) == limit else ""),
+        ["time", "task", "type", "queue", "attempt", "worker", "duration", "error"],
         [
             [
-                when(e.timestamp),
+                e.timestamp,
                 e.task_id,
                 e.type.value,
                 e.queue_name,
                 e.attempt,
                 e.worker_id,
-                e.error.message if e.error else "",
+                _seconds(e.duration),
+                _err(e),
             ]
             for e in found
         ],
+        empty="no events",
     )
 
 
 @cli.command()
-@click.option("--queue", "queue_name", help="Only this queue (default: all).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--queue", "queue_name", metavar="NAME", help="Only this queue [default: all].")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_shared_options
 @click.pass_obj
 def purge(state: _State, queue_name: str | None, yes: bool) -> None:
-    """Delete every task that is not running."""
-    if not yes:
-        if not sys.stdin.isatty():
-            raise OmniQError("purge deletes tasks: pass --yes to confirm")
-        click.confirm(
-            f"Delete every task that is not running in {queue_name or 'all queues'}?", abort=True
-        )
-    with state.omniq() as oq:
+    """Delete every task that is not running (of one queue, or of all)."""
+    where = f"queue {queue_name!r}" if queue_name else "all queues"
+    if not yes and not sys.stdin.isatty():
+        raise CommandError(f"purge deletes the tasks of {where}: pass --yes to confirm")
+    with state.open() as oq:
+        if not yes:
+            doomed = oq.count(queue_name) - oq.count(queue_name, TaskStatus.RUNNING)
+            click.confirm(
+                f"Delete {doomed} tasks (all but the running ones) of {where}?",
+                abort=True,
+                err=True,
+            )
         removed = oq.purge(queue_name)
-    _done(state, {"purged": removed}, f"purged {removed} tasks")
+    _done(state, {"purged": removed, "queue": queue_name}, f"purged {removed} tasks of {where}")
 
 
 def _done(state: _State, data: dict[str, Any], text: str) -> None:
@@ -346,16 +574,17 @@ def _done(state: _State, data: dict[str, Any], text: str) -> None:
         click.echo(text)
 
 
-def main() -> None:
-    """Entry point of the ``omniq`` console script."""
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the ``omniq`` console script and of ``python -m omniq``."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(args=argv, prog_name="omniq", standalone_mode=False)
     except click.exceptions.Abort:
-        sys.stderr.write("omniq: aborted\n")
-        raise SystemExit(1) from None
+        click.echo("omniq: aborted", err=True)
+        sys.exit(1)
     except click.ClickException as exc:
         exc.show()
-        raise SystemExit(exc.exit_code) from None
+        sys.exit(exc.exit_code)
     except (OmniQError, OSError) as exc:
-        sys.stderr.write(f"omniq: error: {exc}\n")
-        raise SystemExit(1) from None
+        click.echo(f"omniq: error: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -3,17 +3,20 @@
 from omniq.queue.base import AsyncTaskQueue
 from omniq.queue.file import AsyncFileTaskQueue, FileTaskQueue
 from omniq.queue.memory import AsyncMemoryTaskQueue, MemoryTaskQueue
+from omniq.queue.nats import AsyncNATSTaskQueue, NATSTaskQueue
 from omniq.queue.redis import AsyncRedisTaskQueue, RedisTaskQueue
 from omniq.queue.sqlite import AsyncSQLiteTaskQueue, SQLiteTaskQueue
 
 __all__ = [
     "AsyncFileTaskQueue",
     "AsyncMemoryTaskQueue",
+    "AsyncNATSTaskQueue",
     "AsyncRedisTaskQueue",
     "AsyncSQLiteTaskQueue",
     "AsyncTaskQueue",
     "FileTaskQueue",
     "MemoryTaskQueue",
+    "NATSTaskQueue",
     "RedisTaskQueue",
     "SQLiteTaskQueue",
 ]

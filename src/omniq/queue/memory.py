@@ -48,7 +48,6 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
         self._seq = itertools.count()
         self._signal = Signal()
 
-
     # --- index maintenance (call with the lock held) -----------------------------------------
 
     def _store(self, task: Task) -> None:

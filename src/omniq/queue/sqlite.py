@@ -78,7 +78,6 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
         self._seen_version: int | None = None
         self._claim_queues: list[str] | None = self.queues
 
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
 
@@ -291,9 +290,16 @@ def _finish(conn: sqlite3.Connection, project: str, worker_id: str, tasks: list[
     batch = json.dumps(
         [
             [
-                task.id, task.attempts, task.status.value, task.priority,
-                to_epoch(task.run_at), to_epoch(task.expires_at), to_epoch(task.lease_until),
-                task.worker_id, to_epoch(task.started_at), to_epoch(task.finished_at),
+                task.id,
+                task.attempts,
+                task.status.value,
+                task.priority,
+                to_epoch(task.run_at),
+                to_epoch(task.expires_at),
+                to_epoch(task.lease_until),
+                task.worker_id,
+                to_epoch(task.started_at),
+                to_epoch(task.finished_at),
                 error_json(task.error),
             ]
             for task in tasks

@@ -14,6 +14,7 @@ from omniq.storage.memory import (
     MemoryEventStorage,
     MemoryResultStorage,
 )
+from omniq.storage.nats import AsyncNATSResultStorage, NATSResultStorage
 from omniq.storage.redis import AsyncRedisResultStorage, RedisResultStorage
 from omniq.storage.sqlite import (
     AsyncSQLiteEventStorage,
@@ -28,6 +29,7 @@ __all__ = [
     "AsyncFileResultStorage",
     "AsyncMemoryEventStorage",
     "AsyncMemoryResultStorage",
+    "AsyncNATSResultStorage",
     "AsyncRedisResultStorage",
     "AsyncResultStorage",
     "AsyncSQLiteEventStorage",
@@ -36,6 +38,7 @@ __all__ = [
     "FileResultStorage",
     "MemoryEventStorage",
     "MemoryResultStorage",
+    "NATSResultStorage",
     "RedisResultStorage",
     "SQLiteEventStorage",
     "SQLiteResultStorage",

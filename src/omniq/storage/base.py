@@ -26,6 +26,7 @@ def _aware(moment: datetime | None) -> datetime | None:
         return moment.replace(tzinfo=UTC)
     return moment
 
+
 _POLL_START, _POLL_MAX = 0.002, 0.05
 
 

@@ -37,7 +37,6 @@ class AsyncMemoryResultStorage(AsyncResultStorage):
         self._results: dict[str, tuple[datetime | None, bytes]] = {}
         self._signal = Signal()
 
-
     async def _put_many(self, results: list[tuple[TaskResult, bytes]]) -> None:
         with self._lock:
             for result, data in results:
@@ -72,7 +71,6 @@ class AsyncMemoryEventStorage(AsyncEventStorage):
         super().__init__(project_name=project_name, **kwargs)
         self._lock = threading.Lock()
         self._events: list[TaskEvent] = []
-
 
     async def _write_many(self, events: list[TaskEvent]) -> None:
         with self._lock:

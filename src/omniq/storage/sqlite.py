@@ -70,7 +70,6 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         self._runner = SharedRunner(self.db_path)
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
 
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
 
@@ -134,7 +133,6 @@ class AsyncSQLiteEventStorage(AsyncEventStorage):
         super().__init__(project_name=project_name, settings=settings)
         self.db_path = database_path(db_path, base_dir, self.settings)
         self._runner = SharedRunner(self.db_path)
-
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
