@@ -15,6 +15,12 @@ from omniq.storage.memory import (
     MemoryResultStorage,
 )
 from omniq.storage.nats import AsyncNATSResultStorage, NATSResultStorage
+from omniq.storage.postgres import (
+    AsyncPostgresEventStorage,
+    AsyncPostgresResultStorage,
+    PostgresEventStorage,
+    PostgresResultStorage,
+)
 from omniq.storage.redis import AsyncRedisResultStorage, RedisResultStorage
 from omniq.storage.sqlite import (
     AsyncSQLiteEventStorage,
@@ -30,6 +36,8 @@ __all__ = [
     "AsyncMemoryEventStorage",
     "AsyncMemoryResultStorage",
     "AsyncNATSResultStorage",
+    "AsyncPostgresEventStorage",
+    "AsyncPostgresResultStorage",
     "AsyncRedisResultStorage",
     "AsyncResultStorage",
     "AsyncSQLiteEventStorage",
@@ -39,6 +47,8 @@ __all__ = [
     "MemoryEventStorage",
     "MemoryResultStorage",
     "NATSResultStorage",
+    "PostgresEventStorage",
+    "PostgresResultStorage",
     "RedisResultStorage",
     "SQLiteEventStorage",
     "SQLiteResultStorage",

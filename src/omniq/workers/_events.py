@@ -64,9 +64,11 @@ class EventBuffer:
         batch, self._pending = self._pending, []
         try:
             await self._store.log_many(batch)
-        except Exception:
-            logger.warning("writing %d events failed; will retry", len(batch), exc_info=True)
+        except BaseException as exc:  # also a cancelled write (at stop): keep the batch
             self._pending[:0] = batch
+            if not isinstance(exc, Exception):
+                raise
+            logger.warning("writing %d events failed; will retry", len(batch), exc_info=True)
 
     async def close(self) -> None:
         if self._task is not None:
