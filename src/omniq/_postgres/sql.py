@@ -7,26 +7,17 @@ the migrations (``migration_1``, ``migration_2``, ...): the schema version is th
 from __future__ import annotations
 
 import re
-from importlib import resources
+
+from omniq._sqlfile import load_sections
 
 __all__ = ["MIGRATIONS", "QUERIES", "SCHEMA", "SCHEMA_VERSION", "load"]
 
-_HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$")
 _MIGRATION = re.compile(r"^migration_(\d+)$")
 
 
 def load(filename: str) -> dict[str, str]:
     """The named sections of a ``.sql`` file of this package."""
-    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        match = _HEADER.match(line)
-        if match:
-            current = sections.setdefault(match.group(1), [])
-        elif current is not None:
-            current.append(line)
-    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+    return load_sections(__package__, filename)
 
 
 SCHEMA = load("schema.sql")

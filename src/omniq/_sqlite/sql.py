@@ -6,29 +6,19 @@ statement (``schema`` holds several).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator
-from importlib import resources
+
+from omniq._sqlfile import load_sections
 
 __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "statements"]
 
 SCHEMA_VERSION = 1
-_HEADER = re.compile(r"^--\s*name:\s*(\w+)\s*$")
 
 
 def load(filename: str) -> dict[str, str]:
     """The named sections of a ``.sql`` file of this package."""
-    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        match = _HEADER.match(line)
-        if match:
-            current = sections.setdefault(match.group(1), [])
-        elif current is not None:
-            current.append(line)
-    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+    return load_sections(__package__, filename)
 
 
 def statements(script: str) -> Iterator[str]:
