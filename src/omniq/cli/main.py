@@ -281,9 +281,26 @@ def worker(
             _describe_backend(oq.task_queue),
             oq.project_name,
         )
-        stop.requested.wait()
-        oq.stop_worker()
+        _wait_interruptibly(stop.requested.wait)
+        # The graceful stop runs in a helper thread so that the main thread keeps waiting with
+        # a timeout, where a second signal is always handled at once.
+        stopper = threading.Thread(target=_stop_worker, args=(oq,), name="omniq-stop")
+        stopper.start()
+        _wait_interruptibly(lambda timeout: (stopper.join(timeout), not stopper.is_alive())[1])
     logger.info("worker stopped")
+
+
+def _stop_worker(oq: OmniQ) -> None:
+    try:
+        oq.stop_worker()
+    except Exception:
+        logger.exception("stopping the worker failed")
+
+
+def _wait_interruptibly(wait: Any) -> None:
+    """Call ``wait(timeout)`` in short slices until it returns true (signals run in between)."""
+    while not wait(0.1):
+        pass
 
 
 # --- inspection --------------------------------------------------------------------------------
