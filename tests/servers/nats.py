@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from backends import BackendSpec
 
-from servers import free_port
+from servers import free_port, shared_server
 
 __all__ = ["BACKENDS", "NATSServer", "find_binary", "nats_server"]
 
@@ -94,29 +94,10 @@ class NATSServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-_shared: NATSServer | None = None
-
-
 @pytest.fixture(scope="session")
 def nats_server() -> Iterator[NATSServer]:
     """The session's NATS server (started once, even if this fixture is imported twice)."""
-    global _shared
-    owner = _shared is None
-    if owner:
-        server = NATSServer()
-        try:
-            server.start()
-        except BaseException:
-            server.destroy()
-            raise
-        _shared = server
-    assert _shared is not None
-    try:
-        yield _shared
-    finally:
-        if owner:
-            _shared.destroy()
-            _shared = None
+    yield from shared_server("nats", NATSServer)
 
 
 def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from backends import BackendSpec
 
-from servers import free_port
+from servers import free_port, shared_server
 
 __all__ = ["BACKENDS", "PostgresServer", "find_binaries", "postgres_server_fixture"]
 
@@ -129,29 +129,10 @@ class PostgresServer:
         return proc.stdout
 
 
-_shared: PostgresServer | None = None
-
-
 @pytest.fixture(scope="session", name="postgres_server")
 def postgres_server_fixture() -> Iterator[PostgresServer]:
     """The session's PostgreSQL server (started once, even if this fixture is imported twice)."""
-    global _shared
-    owner = _shared is None
-    if owner:
-        server = PostgresServer()
-        try:
-            server.start()
-        except BaseException:
-            server.destroy()
-            raise
-        _shared = server
-    assert _shared is not None
-    try:
-        yield _shared
-    finally:
-        if owner:
-            _shared.destroy()
-            _shared = None
+    yield from shared_server("postgres", PostgresServer)
 
 
 def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:

@@ -27,6 +27,7 @@ class EventBuffer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._dropped = 0
+        self._closing = False
 
     @property
     def enabled(self) -> bool:
@@ -51,7 +52,7 @@ class EventBuffer:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="omniq-events")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()
@@ -64,11 +65,9 @@ class EventBuffer:
         batch, self._pending = self._pending, []
         try:
             await self._store.log_many(batch)
-        except BaseException as exc:  # also a cancelled write (at stop): keep the batch
-            self._pending[:0] = batch
-            if not isinstance(exc, Exception):
-                raise
+        except Exception:
             logger.warning("writing %d events failed; will retry", len(batch), exc_info=True)
+            self._pending[:0] = batch
 
     async def close(self) -> None:
         if self._task is not None:
