@@ -22,7 +22,7 @@ from conftest import TESTS_DIR, wait_until
 from servers.postgres import PostgresServer, postgres_server_fixture  # noqa: F401 (fixture)
 
 from omniq._postgres.connection import SERVER_SETTINGS
-from omniq._postgres.sql import QUERIES, SCHEMA_VERSION
+from omniq._postgres.sql import MIGRATIONS, QUERIES, SCHEMA, SCHEMA_VERSION
 from omniq.errors import ConfigError, StorageError
 from omniq.models import EventType, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
 from omniq.queue.postgres import (
@@ -99,9 +99,46 @@ async def test_concurrent_starters_create_the_schema_once(fresh_dsn: str) -> Non
     assert sorted(t["tablename"] for t in tables) == [
         "omniq_events",
         "omniq_meta",
+        "omniq_records",
         "omniq_results",
         "omniq_tasks",
     ]
+
+
+async def test_concurrent_starters_upgrade_a_version_1_database(fresh_dsn: str) -> None:
+    # A database as the first release left it (migration 1 only), holding a task.
+    conn = await _raw(fresh_dsn)
+    try:
+        await conn.execute(SCHEMA["meta_table"])
+        await conn.execute(MIGRATIONS[1])
+        await conn.execute(SCHEMA["set_schema_version"], "1")
+        await conn.execute(
+            "INSERT INTO omniq_tasks (project, id, queue_name, priority, status, max_retries,"
+            " run_at, func_name, retry_delay, created_at, payload)"
+            " VALUES ('p', 'old', 'default', 0, 'pending', 0, now(), 'f', 0, now(), '')"
+        )
+    finally:
+        await conn.close()
+    # Distinct pools: each migrates on its own connection, all at once; each then races to
+    # create the same record.
+    queues = [
+        AsyncPostgresTaskQueue(dsn=fresh_dsn, project_name="p", pool_max_size=size)
+        for size in range(2, 8)
+    ]
+    try:
+        won = await asyncio.gather(*(q.swap_record("schedule", "s", b"x", 0) for q in queues))
+        assert sorted(won, key=str) == [1] + [None] * (len(queues) - 1)
+        assert await queues[0].count() == 1
+        assert (await queues[0].get_task("old")).func_name == "f"
+    finally:
+        for q in queues:
+            await q.close()
+    conn = await _raw(fresh_dsn)
+    try:
+        version = await conn.fetchval("SELECT value FROM omniq_meta WHERE name = 'schema_version'")
+    finally:
+        await conn.close()
+    assert version == str(SCHEMA_VERSION) == "2"
 
 
 async def test_a_newer_schema_is_refused(fresh_dsn: str) -> None:

@@ -22,15 +22,18 @@ __all__ = [
     "FINISHING",
     "KEYS",
     "PENDING",
+    "RECORDS",
     "RUNNING",
     "WORKERS",
     "Finishing",
     "Pending",
     "Record",
     "Running",
+    "decode_doc",
     "decode_key",
     "decode_record",
     "dt",
+    "encode_doc",
     "encode_key",
     "encode_record",
     "finishing_name",
@@ -40,6 +43,7 @@ __all__ = [
     "parse_running",
     "pending_name",
     "priority_of",
+    "record_name",
     "running_name",
     "task_id_of",
     "us",
@@ -52,6 +56,7 @@ FINISHING = "queue/finishing"
 DONE = "queue/done"
 KEYS = "queue/keys"
 WORKERS = "queue/workers"
+RECORDS = "queue/records"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -70,6 +75,7 @@ class Record(msgspec.Struct, array_like=True):
 _record_encoder = msgspec.msgpack.Encoder()
 _record_decoder = msgspec.msgpack.Decoder(Record)
 _key_decoder = msgspec.msgpack.Decoder(tuple[str, int, str])
+_doc_decoder = msgspec.msgpack.Decoder(tuple[str, int, bytes])
 
 
 def encode_record(seq: int, task: Task) -> bytes:
@@ -87,6 +93,33 @@ def encode_key(task_id: str, created_us: int, queue_name: str) -> bytes:
 
 def decode_key(data: bytes) -> tuple[str, int, str]:
     return _key_decoder.decode(data)
+
+
+def encode_doc(key: str, version: int, data: bytes) -> bytes:
+    """A record file (schedules, heartbeats): its key, version and data."""
+    return _record_encoder.encode((key, version, data))
+
+
+def decode_doc(data: bytes) -> tuple[str, int, bytes]:
+    """Raises ``msgspec.DecodeError`` (or ``ValidationError``) on a corrupt file."""
+    return _doc_decoder.decode(data)
+
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def record_name(name: str) -> str:
+    """A record's kind or key as one path segment that no other name maps to, even on a
+    case-insensitive filesystem (worker ids hold host names): lower-case letters, digits, ``-``
+    and ``_`` stay, every other UTF-8 byte becomes ``%XX`` (upper-case letters and ``.`` too);
+    ``''`` is ``%``; past 150 characters, ``~`` and a digest (the file holds the key itself)."""
+    encoded = "".join(
+        c if c in _PLAIN else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+        for c in name
+    )
+    if len(encoded) > 150:
+        return "~" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return encoded or "%"
 
 
 def us(moment: datetime) -> int:

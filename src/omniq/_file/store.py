@@ -1,11 +1,14 @@
 """A project directory on any fsspec filesystem, reduced to the few operations the file backend
-builds on: list, read, atomic write, exclusive create, rename-as-claim, unlink.
+builds on: list, read, atomic write, exclusive create, rename-as-claim, unlink, and an exclusive
+lock held over a few of them (records' read-compare-write).
 
 Local disk goes straight to :mod:`os`, where ``rename`` is atomic between processes (exactly one
 of several renames of the same source succeeds) and ``link`` creates a file exclusively with its
-full content. Other filesystems (``memory://``, ``s3://``, ...) give no such guarantee across
-processes; there every operation runs under one lock per location, which makes them atomic
-between the threads of this process only.
+full content; :meth:`Store.locked` is an ``flock`` on a lock file (``msvcrt.locking`` where there
+is no ``fcntl``), which excludes other processes and other threads alike, and which the kernel
+releases when its holder dies. Other filesystems (``memory://``, ``s3://``, ...) give no such
+guarantee across processes; there every operation, and every :meth:`Store.locked` section, runs
+under one lock per location, which makes them atomic between the threads of this process only.
 
 Every method blocks: call them from a worker thread, never on the event loop. "Not found" is a
 normal answer (``None``/``False``/``[]``); any other ``OSError`` becomes a
@@ -15,6 +18,8 @@ normal answer (``None``/``False``/``[]``); any other ``OSError`` becomes a
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
 import posixpath
 import threading
@@ -29,9 +34,18 @@ from fsspec.implementations.local import LocalFileSystem
 
 from omniq.errors import ConfigError, MissingDependencyError, StorageError
 
-__all__ = ["Store", "next_seq", "open_store", "safe_name"]
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+    import msvcrt
+
+__all__ = ["LOCK_WAIT", "Store", "next_seq", "open_store", "safe_name"]
 
 _NAME_MAX = 150
+LOCK_WAIT = 30.0  # seconds Store.locked waits for its lock before giving up with a StorageError
+# "Held by someone else" from flock (EWOULDBLOCK) or msvcrt.locking (EACCES, EDEADLOCK).
+_BUSY = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK}
 
 
 def safe_name(name: str) -> str:
@@ -41,8 +55,6 @@ def safe_name(name: str) -> str:
     """
     encoded = quote(name, safe="-_").replace(".", "%2E")
     if len(encoded) > _NAME_MAX:
-        import hashlib
-
         encoded = "~" + hashlib.sha256(name.encode()).hexdigest()
     return encoded
 
@@ -78,12 +90,28 @@ def _lock_for(url: str) -> _LockBox:
         return box
 
 
+# Local lock files: one in-process gate per path, so that this process's threads queue for the
+# file lock instead of polling it.
+_gates: dict[str, threading.Lock] = {}
+_gates_guard = threading.Lock()
+
+
+def _gate_for(path: str) -> threading.Lock:
+    with _gates_guard:
+        gate = _gates.get(path)
+        if gate is None:
+            gate = _gates[path] = threading.Lock()
+        return gate
+
+
 def _reset_locks() -> None:
     # A lock held by another thread at fork() would stay held forever in the child.
-    global _seq_lock, _locks_guard
+    global _seq_lock, _locks_guard, _gates_guard
     _seq_lock, _locks_guard = threading.Lock(), threading.Lock()
     for box in _locks.values():
         box.lock = threading.RLock()
+    _gates_guard = threading.Lock()
+    _gates.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -153,6 +181,12 @@ class Store:
 
     def makedirs(self, rel: str) -> None:
         """Create a directory and its parents (nothing on flat object stores)."""
+
+    def locked(self, rel: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the exclusive lock named ``rel`` (a lock file on local disk) for the block:
+        between processes on a local disk, between this process's threads elsewhere. Raises
+        StorageError after waiting ``LOCK_WAIT`` seconds for it."""
+        raise NotImplementedError
 
     def sweep_tmp(self, older_than: float) -> None:
         """Delete temporary files left by crashed writers."""
@@ -259,6 +293,33 @@ class _LocalStore(Store):
         with _guard("mkdir", rel):
             os.makedirs(self._p(rel), exist_ok=True)
 
+    @contextlib.contextmanager
+    def locked(self, rel: str) -> Iterator[None]:
+        path = self._p(rel)
+        deadline = time.monotonic() + LOCK_WAIT
+        gate = _gate_for(path)
+        if not gate.acquire(timeout=LOCK_WAIT):
+            raise StorageError(f"file storage: lock {rel!r} still taken after {LOCK_WAIT:g} s")
+        try:
+            with _guard("lock", rel):
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                except FileNotFoundError:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                with _guard("lock", rel):
+                    _lock_file(fd, rel, deadline)
+                try:
+                    yield
+                finally:
+                    with _guard("unlock", rel):
+                        _unlock_file(fd)
+            finally:
+                os.close(fd)
+        finally:
+            gate.release()
+
     def mtime_ns(self, rel: str) -> int | None:
         with _guard("stat", rel):
             try:
@@ -345,6 +406,16 @@ class _FsspecStore(Store):
         with self._box.lock, _guard("mkdir", rel):
             self.fs.makedirs(self._p(rel), exist_ok=True)
 
+    @contextlib.contextmanager
+    def locked(self, rel: str) -> Iterator[None]:
+        # No lock another process would see: this location's lock, held for the whole block.
+        if not self._box.lock.acquire(timeout=LOCK_WAIT):
+            raise StorageError(f"file storage: lock {rel!r} still taken after {LOCK_WAIT:g} s")
+        try:
+            yield
+        finally:
+            self._box.lock.release()
+
 
 def _replace(tmp: str, path: str) -> None:
     try:
@@ -352,6 +423,35 @@ def _replace(tmp: str, path: str) -> None:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         os.replace(tmp, path)
+
+
+def _lock_file(fd: int, rel: str, deadline: float) -> None:
+    """Take the exclusive lock on an open lock file, polling (a blocked thread could not be
+    stopped) until ``deadline``. Locks of one process's separate opens exclude each other too."""
+    delay = 0.0005
+    while True:
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return
+        except OSError as exc:
+            if exc.errno not in _BUSY:
+                raise
+        if time.monotonic() >= deadline:
+            raise StorageError(f"file storage: lock {rel!r} still taken after {LOCK_WAIT:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def _unlock_file(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
 def _silent_unlink(path: str) -> None:

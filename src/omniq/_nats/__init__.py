@@ -19,6 +19,10 @@ durable pull consumers    ``omniq-<hash of p, q, band>`` on the bucket's stream 
 ``KV omniq_results``      Results: ``<p>.<id>`` -> the encoded :class:`~omniq.models.TaskResult`;
                           a per-message TTL (``Nats-TTL``) from ``expires_at``, the bucket's
                           ``max_age`` from ``Settings.RESULT_TTL``.
+``KV omniq_records``      Records (schedules, worker heartbeats): ``<p>.<kind>.<key>`` (escaped;
+                          hashed when empty or long) -> msgpack ``(version, key, data)``; the
+                          contract's version lives in the value, every write is a compare-and-set
+                          on the key's revision (see :mod:`omniq._nats.records`).
 ``omniq.wake.<p>``        Core NATS (no storage): "a task may be due in (queue, band) at time t",
                           sent after writes that make a task claimable: tells idle workers of
                           bands they do not long-poll yet (see :mod:`omniq._nats.pairs`).
@@ -46,6 +50,7 @@ are wall-clock times written by other hosts): keep hosts NTP-synchronised.
 
 Modules: :mod:`~omniq._nats.client` (connection, requests, pulls), :mod:`~omniq._nats.kv`
 (key-value calls), :mod:`~omniq._nats.keys` (task records, idempotency keys),
+:mod:`~omniq._nats.records` (versioned records),
 :mod:`~omniq._nats.pairs` (bands, long-polls, wake-ups), :mod:`~omniq._nats.layout` (names).
 """
 
@@ -54,6 +59,7 @@ from omniq._nats.kv import CasConflict, Entry
 from omniq._nats.layout import (
     KEYS_BUCKET,
     QUEUES_BUCKET,
+    RECORDS_BUCKET,
     RESULTS_BUCKET,
     TASKS_BUCKET,
     band,
@@ -64,6 +70,7 @@ from omniq._nats.layout import (
 __all__ = [
     "KEYS_BUCKET",
     "QUEUES_BUCKET",
+    "RECORDS_BUCKET",
     "RESULTS_BUCKET",
     "TASKS_BUCKET",
     "CasConflict",

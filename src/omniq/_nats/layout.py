@@ -14,6 +14,7 @@ __all__ = [
     "BAND_LIMIT",
     "KEYS_BUCKET",
     "QUEUES_BUCKET",
+    "RECORDS_BUCKET",
     "RESULTS_BUCKET",
     "TASKS_BUCKET",
     "band",
@@ -21,6 +22,8 @@ __all__ = [
     "bucket_stream",
     "consumer_name",
     "kv_subject",
+    "record_key",
+    "record_token",
     "servers_list",
     "task_key",
     "token",
@@ -31,9 +34,11 @@ TASKS_BUCKET = "omniq_tasks"
 KEYS_BUCKET = "omniq_keys"
 QUEUES_BUCKET = "omniq_queues"
 RESULTS_BUCKET = "omniq_results"
+RECORDS_BUCKET = "omniq_records"
 BAND_LIMIT = 10  # priorities beyond ±10 share the outermost band (FIFO among themselves)
 DUPLICATE_WINDOW_NS = 120 * 1_000_000_000
 
+_LONG_TOKEN = 200  # longer record tokens are hashed (subjects must stay short)
 _SAFE = frozenset(string.ascii_letters + string.digits + "-_")
 _ALL_SAFE = re.compile(r"[A-Za-z0-9_-]*").fullmatch
 
@@ -53,6 +58,19 @@ def band(priority: int) -> int:
 
 def task_key(project_token: str, task_id: str, queue_name: str, priority: int) -> str:
     return f"{project_token}.{token(task_id)}.{token(queue_name)}.p{band(priority)}"
+
+
+def record_token(name: str) -> str:
+    """A record's kind or key as one key token: :func:`token`, or for an empty or long name
+    ``==`` and its SHA-256 (``token`` never writes ``==``, so the two never meet)."""
+    escaped = token(name)
+    if escaped and len(escaped) <= _LONG_TOKEN:
+        return escaped
+    return "==" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def record_key(project_token: str, kind: str, key: str) -> str:
+    return f"{project_token}.{record_token(kind)}.{record_token(key)}"
 
 
 def bucket_stream(bucket: str) -> str:

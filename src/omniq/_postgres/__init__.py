@@ -10,6 +10,8 @@ Tables (created and migrated by the library: ``schema.sql``, applied under an ad
                    idempotency keys (unique); plus (project, status, seq) for lists and counts.
     omniq_results  PK (project, task_id); the encoded TaskResult in ``data``; expiry index.
     omniq_events   one row per event, plain columns; indexed by task, by type+time, by time.
+    omniq_records  PK (project, kind, key) in the "C" collation (key order = str order);
+                   version bigint for compare-and-set; data bytea (schema version 2).
 
 Notification channels (per project; names hash the project): ``omniq_tasks_<h>`` carries the
 queue names of new or retried tasks (idle workers wake at once), ``omniq_results_<h>`` the ids

@@ -178,6 +178,41 @@ SELECT count(*) FROM omniq_tasks WHERE project = $1 {filters};
 -- name: purge_tasks
 DELETE FROM omniq_tasks WHERE project = $1 AND status <> 'running' {filters};
 
+-- --- records ---------------------------------------------------------------------------------
+-- ($1 project, $2 kind, $3 key.) Each write is one statement, so the comparison and the write
+-- are one atomic step: a concurrent writer of the same row waits for the row lock, and the
+-- WHERE clause is then evaluated again on the row it committed (READ COMMITTED), so a swap
+-- from a version that is gone matches nothing. Two creators of one key meet in the primary
+-- key: the second waits for the first to commit, then does nothing.
+
+-- name: get_record
+SELECT version, data FROM omniq_records WHERE project = $1 AND kind = $2 AND key = $3;
+
+-- name: list_records
+-- In primary-key order ("C" collation: the order of Python's str).
+SELECT key, version, data FROM omniq_records WHERE project = $1 AND kind = $2 ORDER BY key;
+
+-- name: put_record
+INSERT INTO omniq_records (project, kind, key, version, data) VALUES ($1, $2, $3, 1, $4)
+ON CONFLICT (project, kind, key)
+    DO UPDATE SET version = omniq_records.version + 1, data = excluded.data
+RETURNING version;
+
+-- name: create_record
+-- A swap from version 0: only if absent; no row returned when the key exists.
+INSERT INTO omniq_records (project, kind, key, version, data) VALUES ($1, $2, $3, 1, $4)
+ON CONFLICT (project, kind, key) DO NOTHING
+RETURNING version;
+
+-- name: swap_record
+-- No row returned when the stored version is not $5 (or the record is gone).
+UPDATE omniq_records SET version = version + 1, data = $4
+WHERE project = $1 AND kind = $2 AND key = $3 AND version = $5
+RETURNING version;
+
+-- name: delete_record
+DELETE FROM omniq_records WHERE project = $1 AND kind = $2 AND key = $3 RETURNING 1;
+
 -- --- results ---------------------------------------------------------------------------------
 
 -- name: put_results

@@ -14,6 +14,8 @@
 --   omniq_events   append-only life-cycle events as plain columns (never pickles); `id` is the
 --                  write order, used to break timestamp ties.
 --   omniq_finish(), omniq_renew()  the compare-and-set writes of a worker, row by row (below).
+--   omniq_records  (version 2) small versioned documents (schedules, worker heartbeats) by
+--                  (kind, key); `version` makes compare-and-set updates possible.
 
 -- name: meta_table
 CREATE TABLE IF NOT EXISTS omniq_meta (name text PRIMARY KEY, value text NOT NULL);
@@ -204,3 +206,19 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- name: migration_2
+-- Records: small versioned documents beside the tasks (schedules, worker heartbeats). A write
+-- is one statement that compares and bumps `version` (queries.sql), so of several processes
+-- swapping the same version exactly one wins. kind and key use the "C" collation: the primary
+-- key's order is then byte order, the order of Python's str (list_records reads it as is).
+-- Heartbeats rewrite their row every few seconds: the spare room per page keeps those updates
+-- HOT (no index entry added; `data` and `version` are not indexed).
+CREATE TABLE omniq_records (
+    project  text   NOT NULL,
+    kind     text   COLLATE "C" NOT NULL,
+    key      text   COLLATE "C" NOT NULL,
+    version  bigint NOT NULL,
+    data     bytea  NOT NULL,
+    PRIMARY KEY (project, kind, key)
+) WITH (fillfactor = 70);

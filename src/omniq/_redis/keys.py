@@ -30,6 +30,17 @@ key (after the prefix)     type    contents
 Channel ``wake`` (pub/sub): the names of queues that got a claimable task (newline-separated),
 published by the insert, finish and transition scripts; idle workers wait on it.
 
+Records (``omniq.queue.redis``: schedules, worker heartbeats; see ``AsyncTaskQueue.get_record``):
+
+=========================  ======  ==========================================================
+``rec:<kind>``             hash    one field per record of that kind: field the record's key
+                                   (any string), value ``<version>:<data>`` (decimal version,
+                                   then the record's bytes). Reads are single commands (HGET,
+                                   HGETALL: one consistent snapshot), deletes HDEL; writes go
+                                   through the ``put_record`` script, which reads the version
+                                   and writes the next one in one atomic step (compare-and-set)
+=========================  ======  ==========================================================
+
 Results (``omniq.storage.redis``):
 
 =========================  ======  ==========================================================
@@ -53,6 +64,7 @@ __all__ = [
     "TASK_FIELDS",
     "WAKE_CHANNEL",
     "prefix",
+    "record_key",
     "result_key",
     "task_key",
 ]
@@ -90,3 +102,7 @@ def task_key(project_prefix: str, task_id: str) -> str:
 
 def result_key(project_prefix: str, task_id: str) -> str:
     return f"{project_prefix}r:{task_id}"
+
+
+def record_key(project_prefix: str, kind: str) -> str:
+    return f"{project_prefix}rec:{kind}"

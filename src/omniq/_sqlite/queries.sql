@@ -110,6 +110,34 @@ SELECT count(*) AS n FROM omniq_tasks WHERE project = :project {filters};
 -- name: purge_tasks
 DELETE FROM omniq_tasks WHERE project = :project AND status != 'running' {filters};
 
+-- --- records ---------------------------------------------------------------------------------
+
+-- name: get_record
+SELECT version, data FROM omniq_records WHERE project = :project AND kind = :kind AND key = :key;
+
+-- name: list_records
+SELECT key, version, data FROM omniq_records WHERE project = :project AND kind = :kind ORDER BY key;
+
+-- name: put_record
+INSERT INTO omniq_records (project, kind, key, version, data)
+VALUES (:project, :kind, :key, 1, :data)
+ON CONFLICT (project, kind, key) DO UPDATE SET version = version + 1, data = excluded.data
+RETURNING version;
+
+-- name: create_record
+INSERT INTO omniq_records (project, kind, key, version, data)
+VALUES (:project, :kind, :key, 1, :data)
+ON CONFLICT (project, kind, key) DO NOTHING
+RETURNING version;
+
+-- name: swap_record
+UPDATE omniq_records SET version = version + 1, data = :data
+WHERE project = :project AND kind = :kind AND key = :key AND version = :version
+RETURNING version;
+
+-- name: delete_record
+DELETE FROM omniq_records WHERE project = :project AND kind = :kind AND key = :key;
+
 -- --- results ---------------------------------------------------------------------------------
 
 -- name: put_result

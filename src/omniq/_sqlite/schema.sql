@@ -1,4 +1,4 @@
--- OmniQ's SQLite schema (version 1). Read by omniq._sqlite.sql: "-- name: X" starts section X.
+-- OmniQ's SQLite schema (version 2). Read by omniq._sqlite.sql: "-- name: X" starts section X.
 --
 -- One file may hold the tasks, results and events of several projects: every row carries its
 -- `project` and every query filters on it. Times are REAL seconds since the Unix epoch (UTC).
@@ -9,6 +9,8 @@
 --                  TaskError as JSON, `depends_on` a JSON array of task ids (NULL when none).
 --   omniq_results  one row per (project, task_id): `data` is the encoded TaskResult; expiry,
 --                  schedule and finish time are copied out for cleanup and lookups.
+--   omniq_records  small versioned documents (schedules, worker heartbeats) by (kind, key);
+--                  `version` makes compare-and-set updates possible.
 --   omniq_events   append-only life-cycle events as plain columns (never pickles); `id` is the
 --                  write order, used to break timestamp ties.
 
@@ -119,3 +121,13 @@ CREATE TABLE IF NOT EXISTS omniq_events (
 CREATE INDEX IF NOT EXISTS omniq_events_task ON omniq_events (project, task_id, timestamp);
 CREATE INDEX IF NOT EXISTS omniq_events_type ON omniq_events (project, type, timestamp);
 CREATE INDEX IF NOT EXISTS omniq_events_time ON omniq_events (project, timestamp);
+
+-- Added in version 2.
+CREATE TABLE IF NOT EXISTS omniq_records (
+    project  TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    key      TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    data     BLOB    NOT NULL,
+    PRIMARY KEY (project, kind, key)
+) WITHOUT ROWID;

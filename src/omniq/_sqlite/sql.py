@@ -13,7 +13,7 @@ from omniq._sqlfile import load_sections
 
 __all__ = ["QUERIES", "SCHEMA", "SCHEMA_VERSION", "statements"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def load(filename: str) -> dict[str, str]:

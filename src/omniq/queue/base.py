@@ -9,6 +9,7 @@ once.
 from __future__ import annotations
 
 import abc
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -124,7 +125,11 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             key=key,
             schedule_id=schedule_id,
         )
+        if task.depends_on:
+            await self._check_dependencies([task])
         (task_id,) = await self._insert([task])
+        if task.depends_on and task_id == task.id:
+            await self.release_if_ready([task])
         return task_id
 
     async def enqueue_many(self, calls: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -146,7 +151,45 @@ class AsyncTaskQueue(Configurable, abc.ABC):
                     options.pop("func"), options.pop("func_args", None), **options, _now=now
                 )
             )
-        return await self._insert(tasks) if tasks else []
+        waiting = [t for t in tasks if t.depends_on]
+        if waiting:
+            await self._check_dependencies(waiting)
+        ids = await self._insert(tasks) if tasks else []
+        if waiting:
+            await self.release_if_ready(waiting)
+        return ids
+
+    async def _check_dependencies(self, tasks: list[Task]) -> None:
+        wanted = {d for t in tasks for d in t.depends_on}
+        found = await asyncio.gather(*(self._get(d) for d in wanted))
+        missing = sorted(d for d, f in zip(wanted, found, strict=True) if f is None)
+        if missing:
+            raise ConfigError(f"depends_on: no task with id {', '.join(missing)}")
+
+    async def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
+        """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
+
+        Dependencies that failed are left to the dependency resolver of the workers (it records
+        the cancellation's result and event)."""
+        wanted = {d for t in tasks for d in t.depends_on}
+        found = await asyncio.gather(*(self._get(d) for d in wanted))
+        done = {
+            d for d, f in zip(wanted, found, strict=True) if f and f.status is TaskStatus.SUCCESS
+        }
+        released = []
+        for task in tasks:
+            if task.depends_on and all(d in done for d in task.depends_on):
+                moved = await self._transition(
+                    task.id, (TaskStatus.WAITING,), status=TaskStatus.PENDING
+                )
+                if moved is not None:
+                    released.append(task.id)
+        return released
+
+    async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[str]:
+        """Store tasks made by :meth:`build_task` in one atomic step (workflows, schedules);
+        returns their ids (a live task's id where a ``key`` matched)."""
+        return await self._insert(list(tasks)) if tasks else []
 
     def build_task(
         self,
@@ -167,6 +210,7 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         key: str | None = None,
         schedule_id: str | None = None,
         _now: datetime | None = None,
+        _inputs: tuple[str, list[str]] | None = None,
     ) -> Task:
         """Validate enqueue arguments and encode them into a :class:`Task` (no I/O)."""
         if queue_name not in self._checked_queue_names:
@@ -211,12 +255,14 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             else _seconds("retry_delay", retry_delay, allow_zero=True)
         )
         timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
+        if isinstance(depends_on, str):
+            raise ConfigError("depends_on must be a list of task ids, not one string")
         deps = tuple(depends_on or ())
-        if deps:
-            raise ConfigError("depends_on is not supported by this version of OmniQ yet")
+        if any(not isinstance(d, str) or not d for d in deps):
+            raise ConfigError(f"depends_on must be a list of task ids, got {depends_on!r}")
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"key must be a str, got {key!r}")
-        payload = self.serializer.encode_call(func, args, func_args or {})
+        payload = self.serializer.encode_call(func, args, func_args or {}, _inputs)
         return Task(
             id=new_id(),
             func_name=self.serializer.name_of(func),
@@ -269,6 +315,13 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             error=None,
         )
         return task is not None
+
+    async def transition(
+        self, task_id: str, from_statuses: Sequence[TaskStatus], **changes: Any
+    ) -> Task | None:
+        """Low-level: apply ``changes`` if the task's status is one of ``from_statuses``
+        (compare-and-set); the new task, or None. Used by dependencies and maintenance."""
+        return await self._transition(task_id, tuple(from_statuses), **changes)
 
     async def list_tasks(
         self,
@@ -336,11 +389,40 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             return set()
         return set(await self._finish(worker_id, list(tasks)))
 
+    # --- records: small versioned documents beside the tasks ----------------------------------
+
+    async def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
+        _check_name("kind", kind)
+        return await self._get_record(kind, key)
+
+    async def list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        """Every record of one kind as ``(key, version, data)``, ordered by key."""
+        _check_name("kind", kind)
+        return await self._list_records(kind)
+
+    async def put_record(self, kind: str, key: str, data: bytes) -> int:
+        """Store a record whatever its version; returns the new version."""
+        _check_name("kind", kind)
+        return await self._put_record(kind, key, data)
+
+    async def swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        """Store a record only if its stored version is ``version`` (0: only if absent).
+
+        Returns the new version, or None when another writer got there first: the
+        compare-and-set that schedules use to fire each run exactly once.
+        """
+        _check_name("kind", kind)
+        return await self._swap_record(kind, key, data, version)
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        """Delete a record; True if there was one."""
+        _check_name("kind", kind)
+        return await self._delete_record(kind, key)
+
     async def wait_for_tasks(self, timeout: float, queues: Sequence[str] | None = None) -> None:
         """Return when a task may have become available in ``queues`` (default: any), or after
         ``timeout`` seconds. This default sleeps; backends that can be notified override it."""
-        import asyncio
-
         await asyncio.sleep(timeout)
 
     async def close(self) -> None:
@@ -413,6 +495,27 @@ class AsyncTaskQueue(Configurable, abc.ABC):
     @abc.abstractmethod
     async def _purge(self, queue_name: str | None) -> int:
         """Delete tasks that are not RUNNING; return how many."""
+
+    @abc.abstractmethod
+    async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        """The stored ``(version, data)`` of ``(kind, key)`` in this project, or None."""
+
+    @abc.abstractmethod
+    async def _list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        """All ``(key, version, data)`` of ``kind`` in this project, ordered by key."""
+
+    @abc.abstractmethod
+    async def _put_record(self, kind: str, key: str, data: bytes) -> int:
+        """Upsert: a new record gets version 1, an existing one its version + 1 (returned)."""
+
+    @abc.abstractmethod
+    async def _swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        """Atomically: if the stored version equals ``version`` (0 = no record), store ``data``
+        with version + 1 and return it; else change nothing and return None."""
+
+    @abc.abstractmethod
+    async def _delete_record(self, kind: str, key: str) -> bool:
+        """Delete ``(kind, key)``; True if it existed."""
 
 
 def _check_name(field: str, value: object) -> None:

@@ -16,6 +16,11 @@ Layout, under ``{base_dir}/{project_name}/queue/`` (names percent-encoded, so no
     keys/<key>                                 idempotency key -> (task id, created, queue),
                                               created exclusively.
     workers/<W>                                the worker id behind a hash.
+    records/<kind>/<key>                       a record (schedules, worker heartbeats):
+                                              ``msgpack([key, version, data])``. Kind and key
+                                              names keep upper case apart (%XX) on
+                                              case-insensitive disks; long keys are a digest.
+    records/<kind>.lock                        the lock file of that kind's record writes.
     ../tmp/                                    temporary files of atomic writes.
 
 Every task file holds ``msgpack([S, Task])``; it is written whole to ``tmp/`` and renamed into
@@ -54,6 +59,33 @@ holder's exact name or, after L, of a rescuer. (A process frozen for longer than
 two renames of a finish could still write its stale outcome next to the rescuer's run: as with
 any lease, one stalled past its term can run twice.)
 
+Records (``put_record``, ``swap_record``, ...) are small documents beside the tasks; a swap is
+the compare-and-set that fires each scheduled run once, so it must be exact. A record is one
+file, only ever replaced whole (written to ``tmp/``, renamed over it): readers take no lock and
+see one version or the next. A write holds the kind's lock from reading the stored version to
+replacing the file with version + 1 (or unlinking it): of several swaps from one version, the
+first to get the lock writes, and the others then read the new version and return None. On a
+local disk the lock is ``flock`` on ``records/<kind>.lock``, exclusive between processes and
+between threads alike (each holder opens the file anew). A rename alone, as for claims, cannot
+do it: the version and the data must change in one step, and renaming the record aside first
+would leave a moment where it looks absent (and a swap from 0 would win). One lock per kind,
+not per key: a lock file can never be deleted (a writer waiting on the unlinked file would no
+longer exclude the next one), so lock files must not pile up with keys; each write holds it for
+one small read and one small write.
+
+Crashes in a record write:
+
+- while holding the lock: the kernel releases an ``flock`` when its holder's file is closed,
+  at exit too, so there is no stale lock and nothing to wait out. (A process that is frozen
+  while holding it, not dead, stalls that kind's writers: they fail with a StorageError after
+  30 s. Should a holder die with a child it forked meanwhile alive, the child's copy of the
+  file keeps the lock until the child exits.)
+- after writing the temporary file, before the rename: the record is unchanged, the swap did
+  not happen and no one was told it did; the temporary file is swept an hour later.
+- after the rename, before releasing the lock or returning: the new version is in place, whole,
+  and its writer dies without acting on it. The rename is the one commit point: no state shows
+  a new version with old data, or no record at all.
+
 Wake-ups: writers in this process notify waiting workers at once; on a local disk a waiter also
 watches the modification times of the pending directories (every 50 ms), so other processes'
 tasks are seen promptly; elsewhere they are seen at the worker's next poll. Claimers cache each
@@ -63,8 +95,11 @@ dry, after a second, or after losing a race; a stale entry costs one failed rena
 Limits: ``rename`` is atomic across processes only on a local disk (one host; not NFS). For
 ``memory://``, ``s3://`` and other fsspec filesystems every operation holds one in-process lock,
 so one process may use them with any number of threads and queue objects, but several processes
-claiming from one bucket may double-claim. Files are not fsynced: a process crash loses nothing,
-a power cut may lose the last writes. Inserts are atomic per task, not per batch. On
+claiming from one bucket may double-claim; likewise a record write there holds that lock from
+read to write, exact between this process's threads, but two processes sharing a bucket can
+both win one swap (a scheduled run fired twice): keep one scheduling process per bucket. Files
+are not fsynced: a process crash loses nothing, a power cut may lose the last writes (and undo
+the last swaps: a run may then fire again). Inserts are atomic per task, not per batch. On
 case-insensitive filesystems queue names that differ only in case share a directory.
 ``get_task`` of a pending task lists its queue directories; ``list_tasks``, and ``count`` by
 queue or by a final status, read every finished task file.
@@ -79,7 +114,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from omniq._file import TaskDir, open_store, run
+from omniq._file import RecordDir, TaskDir, open_store, run
 from omniq._file.layout import us
 from omniq._notify import channel
 from omniq._sync import SyncTwin
@@ -121,6 +156,7 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
         )
         store = open_store(base_dir or self.settings.BASE_DIR, storage_options, self.project_name)
         self._dir = TaskDir(store)
+        self._records = RecordDir(store)
         self._channel = channel(("file-queue", store.url, self.project_name))
 
     def _woke(self, claimable: bool) -> None:
@@ -172,6 +208,21 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
 
     async def _purge(self, queue_name: str | None) -> int:
         return await run(self._dir.purge, queue_name)
+
+    async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        return await run(self._records.get, kind, key)
+
+    async def _list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        return await run(self._records.list, kind)
+
+    async def _put_record(self, kind: str, key: str, data: bytes) -> int:
+        return await run(self._records.put, kind, key, data)
+
+    async def _swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        return await run(self._records.swap, kind, key, data, version)
+
+    async def _delete_record(self, kind: str, key: str) -> bool:
+        return await run(self._records.delete, kind, key)
 
     async def wait_for_tasks(self, timeout: float, queues: Sequence[str] | None = None) -> None:
         """Return when a task may have become claimable in ``queues`` (default: any), or after

@@ -8,8 +8,6 @@ lease expiry. Heap entries carry a version and are dropped lazily when stale.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import heapq
 import itertools
 import threading
@@ -20,6 +18,7 @@ from typing import Any
 
 from omniq._notify import Signal
 from omniq._sync import SyncTwin
+from omniq._tasks import wait_within
 from omniq.models import MemoryTaskQueueConfig, Task, TaskStatus
 from omniq.queue.base import CLAIMABLE, FINAL, AsyncTaskQueue
 
@@ -47,6 +46,7 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
         self._leases: list[_Entry] = []
         self._seq = itertools.count()
         self._signal = Signal()
+        self._records: dict[tuple[str, str], tuple[int, bytes]] = {}
 
     # --- index maintenance (call with the lock held) -----------------------------------------
 
@@ -231,6 +231,31 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                     del self._keys[task.key]
         return len(doomed)
 
+    async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        return self._records.get((kind, key))
+
+    async def _list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        with self._lock:
+            found = [(k, *record) for (c, k), record in self._records.items() if c == kind]
+        return sorted(found)
+
+    async def _put_record(self, kind: str, key: str, data: bytes) -> int:
+        with self._lock:
+            version = self._records.get((kind, key), (0, b""))[0] + 1
+            self._records[(kind, key)] = (version, data)
+        return version
+
+    async def _swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        with self._lock:
+            if self._records.get((kind, key), (0, b""))[0] != version:
+                return None
+            self._records[(kind, key)] = (version + 1, data)
+        return version + 1
+
+    async def _delete_record(self, kind: str, key: str) -> bool:
+        with self._lock:
+            return self._records.pop((kind, key), None) is not None
+
     async def wait_for_tasks(self, timeout: float, queues: Sequence[str] | None = None) -> None:
         future = self._signal.subscribe()
         with self._lock:
@@ -238,8 +263,7 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                 timeout = max(0.0, min(timeout, self._delayed[0][0] - _now_ts()))
             if self._leases:
                 timeout = max(0.0, min(timeout, self._leases[0][0] - _now_ts()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(future, timeout)
+        await wait_within(future, timeout)
 
 
 def _matches(task: Task, queue_name: str | None, status: TaskStatus | None) -> bool:

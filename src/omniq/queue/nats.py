@@ -27,6 +27,9 @@ key's revision).
   (a new task, or a delay or lease that ended). Bands it does not know yet are announced by a
   core-NATS wake-up sent after each enqueue. Without either (a lost wake-up), any claim looks at
   every band at least once per second.
+- **Records** (schedules, worker heartbeats): :mod:`omniq._nats.records` (bucket
+  ``omniq_records``; the contract's version inside the value, each write a compare-and-set on
+  the key's revision).
 - ``enqueue_many`` is atomic per task, not for the whole batch (JetStream has no multi-key
   transaction); ``list_tasks``/``count``/``purge`` read every task of the project (or queue)
   through a short-lived consumer: fine for operations, not for hot paths. Final tasks stay in the
@@ -47,12 +50,13 @@ from typing import Any
 
 import msgspec
 
-from omniq._nats import keys
+from omniq._nats import keys, records
 from omniq._nats.client import CasConflict, Client, Entry, Write, acquire
 from omniq._nats.keys import MARKER_TTL, decode_status, decode_task, encode_task
 from omniq._nats.layout import (
     KEYS_BUCKET,
     QUEUES_BUCKET,
+    RECORDS_BUCKET,
     TASKS_BUCKET,
     band,
     bucket_config,
@@ -163,6 +167,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 (TASKS_BUCKET, "OmniQ tasks (and their delivery)"),
                 (KEYS_BUCKET, "OmniQ idempotency keys"),
                 (QUEUES_BUCKET, "OmniQ named queues and priority bands"),
+                (RECORDS_BUCKET, "OmniQ records (schedules, worker heartbeats)"),
             ):
                 config = bucket_config(bucket, replicas=self.replicas, description=description)
                 await client.ensure_stream(config)
@@ -455,6 +460,23 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
 
         dropped = await asyncio.gather(*map(drop, await self._scan(queue_name)))
         return sum(dropped)
+
+    async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        return await records.get(await self._c(), self._p, kind, key)
+
+    async def _list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        return await records.list_kind(await self._c(), self._p, kind)
+
+    async def _put_record(self, kind: str, key: str, data: bytes) -> int:
+        version = await records.write(await self._c(), self._p, kind, key, data, None)
+        assert version is not None
+        return version
+
+    async def _swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        return await records.write(await self._c(), self._p, kind, key, data, version)
+
+    async def _delete_record(self, kind: str, key: str) -> bool:
+        return await records.delete(await self._c(), self._p, kind, key)
 
     # --- waiting -----------------------------------------------------------------------------
 

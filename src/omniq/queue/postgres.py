@@ -12,6 +12,9 @@ Every primitive is one statement, so one round trip and one atomic step:
   as arrays: a compare-and-set (still running, same worker, same attempt) whose plan cannot
   drift from primary-key lookups.
 * enqueue_many: one INSERT of arrays (``unnest``), only the columns that hold a value.
+* records (schedules, heartbeats; ``omniq_records``, added by schema migration 2): a swap is
+  one ``UPDATE ... WHERE version = $n RETURNING`` (from version 0: ``INSERT ... ON CONFLICT DO
+  NOTHING RETURNING``), so of several processes swapping one version exactly one gets a row.
 
 Statements are prepared once per connection with plans fixed by construction (see
 ``omniq/_postgres/connection.py``: SERVER_SETTINGS); claims and renewals commit without waiting
@@ -263,6 +266,41 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         filters, params = _filters(self.project_name, queue_name, None)
         status = await self._db.execute(QUERIES["purge_tasks"].format(filters=filters), *params)
         return int(status.split()[-1])
+
+    # --- records -------------------------------------------------------------------------------
+    # Each write is one statement (queries.sql: the compare and the write are one step). Writes
+    # are not retried after a lost connection: a swap that committed but whose reply was lost
+    # would be retried as a stale swap and report None, a put would count twice.
+
+    async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        row = await self._db.fetchrow(
+            QUERIES["get_record"], self.project_name, kind, key, retry=True
+        )
+        return None if row is None else (row["version"], bytes(row["data"]))
+
+    async def _list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        rows = await self._db.fetch(QUERIES["list_records"], self.project_name, kind, retry=True)
+        return [(row["key"], row["version"], bytes(row["data"])) for row in rows]
+
+    async def _put_record(self, kind: str, key: str, data: bytes) -> int:
+        return int(
+            await self._db.fetchval(QUERIES["put_record"], self.project_name, kind, key, data)
+        )
+
+    async def _swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        if version == 0:
+            new = await self._db.fetchval(
+                QUERIES["create_record"], self.project_name, kind, key, data
+            )
+        else:
+            new = await self._db.fetchval(
+                QUERIES["swap_record"], self.project_name, kind, key, data, version
+            )
+        return None if new is None else int(new)
+
+    async def _delete_record(self, kind: str, key: str) -> bool:
+        deleted = await self._db.fetchval(QUERIES["delete_record"], self.project_name, kind, key)
+        return deleted is not None
 
     # --- waiting -----------------------------------------------------------------------------
 

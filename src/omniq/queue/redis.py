@@ -10,6 +10,10 @@ state in short fields, its immutable rest (payload included) in one msgpack blob
 and checked on the Redis server's clock (``TIME``), so hosts whose clocks disagree never take a
 task whose lease is alive; due times (``run_at``) are the enqueuing host's.
 
+Records (schedules, worker heartbeats) are one hash per kind, ``rec:<kind>``, whose fields hold
+``<version>:<data>``: reads and deletes are single commands, writes one Lua script that checks
+and bumps the version atomically (the compare-and-set that fires each scheduled run once).
+
 Idle workers wake at once: the scripts publish the names of queues that got a claimable task on
 the project's ``wake`` channel (and a writer tells waiters in its own process directly), and a
 waiter also returns when the next delayed task or lease comes due (each claim reports when).
@@ -54,7 +58,7 @@ from omniq._redis.client import (
 )
 from omniq._redis.codec import change_fields, decode_rows, finish_rows, insert_rows
 from omniq._redis.codec import task_from_fields as _task_from_fields
-from omniq._redis.keys import TASK_FIELDS, WAKE_CHANNEL, task_key
+from omniq._redis.keys import TASK_FIELDS, WAKE_CHANNEL, record_key, task_key
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.errors import StorageError, require
@@ -282,6 +286,35 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
                 if deleted < _PURGE_BATCH:
                     return total
 
+    async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        with translate(f"reading record {kind}/{key}"):
+            stored = await self._conn.client.hget(record_key(self._prefix, kind), key)
+        return None if stored is None else _record(stored)
+
+    async def _list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        with translate(f"listing {kind} records"):
+            stored = await self._conn.client.hgetall(record_key(self._prefix, kind))
+        # Sorted as UTF-8 bytes, which is code point order: the order of str keys.
+        return [(k.decode(), *_record(stored[k])) for k in sorted(stored)]
+
+    async def _put_record(self, kind: str, key: str, data: bytes) -> int:
+        with translate(f"storing record {kind}/{key}"):
+            version = await self._conn.run(
+                "put_record", [record_key(self._prefix, kind)], [key, data, ""]
+            )
+        return int(version)
+
+    async def _swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        with translate(f"storing record {kind}/{key}"):
+            new = await self._conn.run(
+                "put_record", [record_key(self._prefix, kind)], [key, data, int(version)]
+            )
+        return None if new is None else int(new)
+
+    async def _delete_record(self, kind: str, key: str) -> bool:
+        with translate(f"deleting record {kind}/{key}"):
+            return bool(await self._conn.client.hdel(record_key(self._prefix, kind), key))
+
     async def _indexes(self, queue_name: str | None, status: TaskStatus | None) -> list[str]:
         """The per-status index keys that hold the matching tasks."""
         if queue_name is not None:
@@ -353,6 +386,12 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         self._news += 1
         self._news_for_all = self._news
         self._waiters.wake_all(True)
+
+
+def _record(stored: bytes) -> tuple[int, bytes]:
+    """A record's ``(version, data)`` from its hash value ``<version>:<data>``."""
+    version, _, data = stored.partition(b":")
+    return int(version), data
 
 
 def _from_hash(task_id: str, values: list[bytes | None]) -> Task | None:

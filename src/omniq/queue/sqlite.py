@@ -164,6 +164,32 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
             _purge, QUERIES["purge_tasks"].format(filters=filters), params
         )
 
+    async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
+        return await self._runner.run(_get_record, self._record_params(kind, key))
+
+    async def _list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
+        return await self._runner.run(_list_records, self._record_params(kind, ""))
+
+    async def _put_record(self, kind: str, key: str, data: bytes) -> int:
+        params = {**self._record_params(kind, key), "data": data}
+        version = await self._runner.run(_write_record, QUERIES["put_record"], params)
+        assert version is not None
+        return version
+
+    async def _swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
+        params = {**self._record_params(kind, key), "data": data, "version": version}
+        sql = QUERIES["create_record"] if version == 0 else QUERIES["swap_record"]
+        return await self._runner.run(_write_record, sql, params)
+
+    async def _delete_record(self, kind: str, key: str) -> bool:
+        return (
+            await self._runner.run(_purge, QUERIES["delete_record"], self._record_params(kind, key))
+            > 0
+        )
+
+    def _record_params(self, kind: str, key: str) -> dict[str, Any]:
+        return {"project": self.project_name, "kind": kind, "key": key}
+
     # --- waiting -----------------------------------------------------------------------------
 
     async def wait_for_tasks(self, timeout: float, queues: Sequence[str] | None = None) -> None:
@@ -338,6 +364,22 @@ def _count(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> int:
 def _purge(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> int:
     with write(conn):
         return conn.execute(sql, params).rowcount
+
+
+def _get_record(conn: sqlite3.Connection, params: dict[str, Any]) -> tuple[int, bytes] | None:
+    row = conn.execute(QUERIES["get_record"], params).fetchone()
+    return None if row is None else (row["version"], bytes(row["data"]))
+
+
+def _list_records(conn: sqlite3.Connection, params: dict[str, Any]) -> list[tuple[str, int, bytes]]:
+    rows = conn.execute(QUERIES["list_records"], params).fetchall()
+    return [(row["key"], row["version"], bytes(row["data"])) for row in rows]
+
+
+def _write_record(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> int | None:
+    with write(conn):
+        row = conn.execute(sql, params).fetchone()
+    return None if row is None else int(row["version"])
 
 
 def _filters(
