@@ -178,13 +178,21 @@ class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ScheduleStatus(enum.StrEnum):
+    """Whether a schedule fires: ``finished`` ones have no run left (end, max_runs, one-off)."""
+
     ACTIVE = "active"
     PAUSED = "paused"
     FINISHED = "finished"
 
 
 class Schedule(msgspec.Struct, frozen=True, kw_only=True):
-    """A recurring or one-off enqueue of a function (fired by the scheduler)."""
+    """A recurring or one-off enqueue of a function (fired by the scheduler).
+
+    Exactly one of ``cron``, ``interval`` (seconds) and ``run_at`` is set. ``options`` holds the
+    fired tasks' enqueue options (priority, ttl, result_ttl, max_retries, retry_delay, timeout).
+    ``pending_task_id`` is set between claiming a run and storing its task (crash recovery);
+    ``recent_task_ids`` are the newest runs' task ids, newest last.
+    """
 
     id: str
     func_name: str
@@ -197,10 +205,15 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     start_at: datetime | None = None
     end_at: datetime | None = None
     max_runs: int | None = None
+    catch_up: bool = False
     status: ScheduleStatus = ScheduleStatus.ACTIVE
     next_run_at: datetime | None = None
     run_count: int = 0
     created_at: datetime | None = None
+    last_run_at: datetime | None = None
+    pending_task_id: str | None = None
+    pending_since: datetime | None = None
+    recent_task_ids: tuple[str, ...] = ()
     options: dict[str, Any] = {}
 
     def evolve(self, **changes: Any) -> Schedule:
@@ -269,6 +282,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     poll_interval: Annotated[float, msgspec.Meta(gt=0)] | None = None
     stop_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     worker_id: str | None = None
+    scheduler: bool = True
 
 
 class ComponentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
