@@ -61,6 +61,11 @@ def block_until_killed(marker: str, seconds: float = 60.0) -> str:
     return "first run"
 
 
+def relay_after_kill(value: object, marker: str) -> str:
+    """A workflow step that blocks on its first run (see block_until_killed), then relays."""
+    return f"{value}:{block_until_killed(marker)}"
+
+
 async def async_sleep(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"

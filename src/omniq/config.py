@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     RESULT_TTL: float | None = 86400.0
     RETRY_ATTEMPTS: int = 3
     RETRY_DELAY: float = 1.0
+    EVENT_RETENTION: float | None = 604800.0
     LEASE_TIMEOUT: float = 30.0
     POLL_INTERVAL: float = 0.5
     SECRET_KEY: str | None = None
@@ -51,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for name in ("MAX_WORKERS", "LEASE_TIMEOUT", "POLL_INTERVAL"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("TASK_TIMEOUT", "TASK_TTL", "RESULT_TTL"):
+        for name in ("TASK_TIMEOUT", "TASK_TTL", "RESULT_TTL", "EVENT_RETENTION"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds (or unset), got {value!r}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import msgspec
 
@@ -21,6 +21,7 @@ from omniq.models import (
     ComponentConfig,
     EventType,
     OmniQConfig,
+    Schedule,
     Task,
     TaskError,
     TaskEvent,
@@ -29,10 +30,13 @@ from omniq.models import (
     utcnow,
 )
 from omniq.registry import worker_class
+from omniq.scheduling import AsyncScheduler
 from omniq.task_function import TaskFunction
 from omniq.urls import parse_url
 from omniq.workers import BaseWorker
 from omniq.workers._events import EventBuffer
+from omniq.workers.heartbeat import WorkerInfo, list_workers
+from omniq.workflows import Node, build_workflow
 
 __all__ = ["AsyncOmniQ", "OmniQ"]
 
@@ -104,6 +108,7 @@ class AsyncOmniQ:
                 raise ConfigError(f"worker_config: {reserved!r} is set by the facade itself")
         self.worker: BaseWorker | None = None
         self._events = EventBuffer(self.event_store)
+        self.scheduler = AsyncScheduler(self.task_queue, event_store=self.event_store)
 
     # --- construction from configuration -------------------------------------------------------
 
@@ -196,6 +201,8 @@ class AsyncOmniQ:
         """Queue a call of ``func``; options as ``AsyncTaskQueue.enqueue``. Returns the task id."""
         task_id = await self.task_queue.enqueue(func, func_args, **options)
         self._emit_enqueued([task_id], options.get("queue_name", "default"))
+        if options.get("depends_on") and self.worker is not None:
+            self.worker.watch_dependencies()
         return task_id
 
     async def enqueue_many(self, calls: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -205,7 +212,21 @@ class AsyncOmniQ:
         if self._events.enabled:
             for task_id, call in zip(ids, calls, strict=True):
                 self._emit_enqueued([task_id], call.get("queue_name", "default"))
+        if self.worker is not None and any(call.get("depends_on") for call in calls):
+            self.worker.watch_dependencies()
         return ids
+
+    async def enqueue_workflow(self, workflow: Node) -> str:
+        """Store a chain, group or chord (``omniq.workflows``) in one step; returns the id of
+        the task whose result is the workflow's result."""
+        tasks, final_id = build_workflow(self.task_queue, workflow)
+        await self.task_queue.enqueue_tasks(tasks)
+        if self._events.enabled:
+            for task in tasks:
+                self._emit_enqueued([task.id], task.queue_name)
+        if self.worker is not None:
+            self.worker.watch_dependencies()
+        return final_id
 
     def _emit_enqueued(self, ids: Sequence[str], queue_name: str) -> None:
         if not self._events.enabled:
@@ -230,12 +251,88 @@ class AsyncOmniQ:
         return await self.task_queue.get_task(task_id)
 
     async def get_result(
-        self, task_id: str, wait: bool = False, timeout: float | None = None
-    ) -> TaskResult | None:
-        """The task's result; with ``wait``, block until it exists (or raise ``TimeoutError``)."""
+        self,
+        task_id: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+        *,
+        schedule_id: str | None = None,
+        kind: Literal["latest", "all"] = "latest",
+    ) -> Any:
+        """The task's result; with ``wait``, block until it exists (or raise ``TimeoutError``).
+
+        With ``schedule_id`` instead: ``kind="latest"`` is the newest run's result that exists
+        (None if none), ``kind="all"`` the list of the kept results of its last 100 runs,
+        oldest first.
+        """
         if self.result_store is None:
             raise ConfigError("result_store: this OmniQ has no result store")
-        return await self.result_store.get(task_id, wait=wait, timeout=timeout)
+        if (task_id is None) == (schedule_id is None):
+            raise ConfigError("get_result: give a task_id or a schedule_id (one of them)")
+        if task_id is not None:
+            return await self.result_store.get(task_id, wait=wait, timeout=timeout)
+        if kind not in ("latest", "all"):
+            raise ConfigError(f"kind must be 'latest' or 'all', got {kind!r}")
+        schedule = await self.scheduler.get(schedule_id)  # type: ignore[arg-type]
+        if schedule is None:
+            raise ConfigError(f"schedule_id: no schedule {schedule_id!r}")
+        ids = list(schedule.recent_task_ids)
+        if kind == "latest":
+            for run_id in reversed(ids):
+                result = await self.result_store.get(run_id)
+                if result is not None:
+                    return result
+            if wait and ids:
+                return await self.result_store.get(ids[-1], wait=True, timeout=timeout)
+            return None
+        found = [await self.result_store.get(run_id) for run_id in ids]
+        return [r for r in found if r is not None]
+
+    # --- schedules ---------------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        func: Callable[..., Any] | str,
+        func_args: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        interval: timedelta | float | None = None,
+        run_at: datetime | None = None,
+        **options: Any,
+    ) -> str:
+        """Fire ``func`` on a ``cron`` string, every ``interval`` or once at ``run_at``;
+        returns the schedule id. Options as :meth:`AsyncScheduler.add`. Workers fire due
+        runs (each exactly once, whatever the number of workers)."""
+        schedule_id = await self.scheduler.add(
+            func, func_args, cron=cron, interval=interval, run_at=run_at, **options
+        )
+        if self.worker is not None and self.worker.scheduler is not None:
+            self.worker.scheduler.wake()
+        return schedule_id
+
+    async def pause_schedule(self, schedule_id: str) -> bool:
+        """Stop a schedule from firing; False if it is not active."""
+        return await self.scheduler.pause(schedule_id)
+
+    async def resume_schedule(self, schedule_id: str) -> bool:
+        """Fire a paused schedule again (missed runs are skipped); False if not paused."""
+        return await self.scheduler.resume(schedule_id)
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Remove a schedule; True if it existed."""
+        return await self.scheduler.delete(schedule_id)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule | None:
+        """The schedule, or None."""
+        return await self.scheduler.get(schedule_id)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule of the project."""
+        return await self.scheduler.list()
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Workers of this project seen alive in the last 15 seconds (their heartbeats)."""
+        return await list_workers(self.task_queue)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a task that has not finished; a running one is asked to stop."""

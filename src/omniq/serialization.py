@@ -7,6 +7,11 @@ tagged MessagePack extension, so it decodes to the very same type. With a ``secr
 pickle is HMAC-SHA256 signed and unsigned or tampered pickles are refused; ``allow_pickle=False``
 refuses pickles altogether.
 
+A call is the array ``[function, args, kwargs]``. A workflow step that takes the results of
+the tasks it depends on carries a fourth element ``[mode, [task ids]]`` (mode ``one``: one
+value, ``list``: a list); the worker replaces it by the value, prepended to ``args``, before the
+call runs (:meth:`Serializer.call_inputs`, :meth:`Serializer.with_inputs`).
+
 Functions travel by import path (``"package.module:qualname"``) when that path resolves to the
 same object, else by value (lambdas, closures, functions defined in ``__main__`` or a notebook).
 """
@@ -41,6 +46,9 @@ _MAC_SIZE = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 _encoder = msgspec.msgpack.Encoder()
+_raw_items = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_inputs_decoder = msgspec.msgpack.Decoder(tuple[str, list[str]])
+INPUT_MODES = ("one", "list")
 
 
 class _Pickler(dill.Pickler):
@@ -160,8 +168,11 @@ class Serializer:
         func: Callable[..., Any] | str,
         args: tuple[Any, ...] | list[Any] = (),
         kwargs: dict[str, Any] | None = None,
+        inputs: tuple[str, list[str]] | None = None,
     ) -> bytes:
-        """Encode a function reference with its arguments; names the argument that fails."""
+        """Encode a function reference with its arguments; names the argument that fails.
+
+        ``inputs`` (mode, task ids): the results of those tasks become the first argument."""
         ref = self._func_ref(func)
         wire_args = [self._wire(a, f"positional argument {i}") for i, a in enumerate(args)]
         wire_kwargs = {}
@@ -169,11 +180,32 @@ class Serializer:
             if not isinstance(name, str):
                 raise SerializationError(f"keyword argument names must be str, got {name!r}")
             wire_kwargs[name] = self._wire(value, f"argument {name!r}")
+        if inputs is not None:
+            return _encoder.encode((ref, wire_args, wire_kwargs, inputs))
         return _encoder.encode((ref, wire_args, wire_kwargs))
+
+    def call_inputs(self, payload: bytes) -> tuple[str, list[str]] | None:
+        """The (mode, task ids) whose results this call takes first, or None (nothing decoded
+        beyond the array's items)."""
+        try:
+            items = _raw_items.decode(payload)
+            return _inputs_decoder.decode(items[3]) if len(items) == 4 else None
+        except msgspec.DecodeError as exc:
+            raise SerializationError(f"corrupt task payload: {exc}") from exc
+
+    def with_inputs(self, payload: bytes, value: Any) -> bytes:
+        """The call with ``value`` prepended to its positional arguments (inputs resolved)."""
+        ref, args, kwargs, _ = _raw_items.decode(payload)
+        wire = msgspec.Raw(_encoder.encode(self._wire(value, "dependency result")))
+        return _encoder.encode((ref, [wire, *_raw_items.decode(args)], kwargs))
 
     def decode_call(self, payload: bytes) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
         """The function, positional and keyword arguments of an encoded call."""
         decoded = self._decode(payload)
+        if isinstance(decoded, list) and len(decoded) == 4:
+            raise SerializationError(
+                "task payload still waits for its dependencies' results (inputs not resolved)"
+            )
         try:
             ref, args, kwargs = decoded
         except (TypeError, ValueError) as exc:

@@ -27,6 +27,12 @@ class TaskFunction:
         """Queue a run with these arguments; returns the task id (awaitable on ``AsyncOmniQ``)."""
         return self._submit(self.__omniq_func__, kwargs, args=args, **self.options)
 
+    def step(self, *args: Any, **kwargs: Any) -> Any:
+        """This function with these arguments as a workflow step (``omniq.workflows``)."""
+        from omniq.workflows import call
+
+        return call(self.__omniq_func__, kwargs, args=args, **self.options)
+
     def __repr__(self) -> str:
         return (
             f"<TaskFunction {getattr(self.__omniq_func__, '__qualname__', self.__omniq_func__)!r}>"
