@@ -17,9 +17,9 @@ import taskfns
 from conftest import TESTS_DIR, Storages, wait_until
 
 from omniq.models import EventType, Task, TaskStatus, utcnow
-from omniq.workers import AsyncThreadPoolWorker, AsyncWorker
+from omniq.workers import AsyncGeventWorker, AsyncThreadPoolWorker, AsyncWorker
 
-WORKERS = {"async": AsyncWorker, "thread": AsyncThreadPoolWorker}
+WORKERS = {"async": AsyncWorker, "thread": AsyncThreadPoolWorker, "gevent": AsyncGeventWorker}
 
 
 def make_worker(storages: Storages, kind: str = "async", **options):

@@ -215,7 +215,8 @@ def _describe_backend(queue: Any) -> str:
 @click.option(
     "--worker-type",
     type=click.Choice(sorted(WORKERS)),
-    help="How tasks run [default: the configured worker, else thread_pool].",
+    help="How tasks run [default: the configured worker, else thread_pool]; gevent "
+    "monkey-patches the process first (see docs/workers.md).",
 )
 @click.option(
     "--max-workers",
@@ -258,6 +259,12 @@ def worker(
     to finish, then go back to the queue. A second signal stops it at once (exit status
     128 + signal number); the tasks it was running come back when their leases lapse.
     """
+    if _runs_gevent(state, worker_type):
+        # First of all: the task modules imported next, the storages' sockets and threads and
+        # the event loop must all be created after the patch (see omniq.workers.gevent_pool).
+        from omniq.workers.gevent_pool import patch
+
+        patch()
     stop = _StopOnSignal()
     _import_modules(imports)
     given = {"max_workers": max_workers, "queues": queues, "stop_timeout": stop_timeout}
@@ -288,6 +295,23 @@ def worker(
         stopper.start()
         _wait_interruptibly(lambda timeout: (stopper.join(timeout), not stopper.is_alive())[1])
     logger.info("worker stopped")
+
+
+def _runs_gevent(state: _State, worker_type: str | None) -> bool:
+    """Whether the worker will be the gevent one: ``--worker-type``, else the configuration
+    (read here without building anything; a broken one is reported when it is opened)."""
+    if worker_type is not None:
+        return worker_type == "gevent"
+    from omniq._configurable import load_yaml
+    from omniq.config import Settings
+
+    try:
+        configured = load_yaml(state.config).get("worker") if state.config else None
+        if isinstance(configured, dict) and configured.get("type"):
+            return configured["type"] == "gevent"
+        return Settings.from_env().DEFAULT_WORKER == "gevent"
+    except (OmniQError, OSError):
+        return False
 
 
 def _stop_worker(oq: OmniQ) -> None:
