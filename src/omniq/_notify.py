@@ -12,6 +12,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Hashable, Iterable
 
+from omniq._tasks import wait_within
+
 __all__ = ["Signal", "channel"]
 
 
@@ -37,11 +39,7 @@ class Signal:
 
     async def wait(self, future: asyncio.Future[None], timeout: float | None) -> bool:
         """Wait for a subscribed future; False on timeout."""
-        try:
-            await asyncio.wait_for(future, timeout)
-            return True
-        except TimeoutError:
-            return False
+        return await wait_within(future, timeout)
 
     def notify(self, keys: Iterable[Hashable] | None = None) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from omniq._redis.keys import prefix
+from omniq._tasks import cancel_and_wait, wait_within
 from omniq.errors import ConfigError, StorageError, require
 
 __all__ = [
@@ -38,8 +39,17 @@ __all__ = [
 
 log = logging.getLogger("omniq")
 
-_SCRIPTS = ("insert", "claim", "renew", "finish", "transition", "purge", "put_results")
-_WITH_LIB = frozenset(_SCRIPTS) - {"put_results"}
+_SCRIPTS = (
+    "insert",
+    "claim",
+    "renew",
+    "finish",
+    "transition",
+    "purge",
+    "put_results",
+    "put_record",
+)
+_WITH_LIB = frozenset(_SCRIPTS) - {"put_results", "put_record"}
 # redis-py's own retries of a command after a dropped connection: 10 tries, 20 ms doubling up to
 # 1 s, about 5 s in all, enough for a server restart. The worker core retries beyond that.
 _RETRIES, _BACKOFF_BASE, _BACKOFF_CAP = 10, 0.02, 1.0
@@ -241,16 +251,12 @@ class Subscription:
         assert self._ready is not None
         if self._ready.is_set():
             return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+        await wait_within(self._ready.wait(), timeout)
         return self._ready.is_set()
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([task])
 
     async def _listen(self) -> None:
         redis = require("redis", "redis")

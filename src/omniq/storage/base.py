@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from omniq._configurable import Configurable
+from omniq._tasks import wait_within
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
 from omniq.models import EventType, TaskEvent, TaskResult, utcnow
@@ -72,8 +72,7 @@ class AsyncResultStorage(Configurable, abc.ABC):
             if signal is not None:
                 # A signal may be missed across processes: re-check at the slowest poll pace.
                 wait_for = _POLL_MAX * 4 if remaining is None else min(remaining, _POLL_MAX * 4)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal, wait_for)
+                await wait_within(signal, wait_for)
             else:
                 await asyncio.sleep(delay if remaining is None else min(delay, remaining))
                 delay = min(delay * 1.5, _POLL_MAX)

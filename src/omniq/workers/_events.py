@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
+from omniq._tasks import cancel_and_wait, wait_within
 from omniq.models import TaskEvent
 
 __all__ = ["EventBuffer"]
+
+_CLOSE_WAIT = 10.0
 
 logger = logging.getLogger("omniq.events")
 
@@ -49,12 +51,12 @@ class EventBuffer:
 
     def start(self) -> None:
         if self._store is not None and self._task is None:
+            self._closing = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name="omniq-events")
 
     async def _run(self) -> None:
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+            await wait_within(self._wake.wait(), self._flush_interval)
             self._wake.clear()
             await self.flush()
 
@@ -70,9 +72,13 @@ class EventBuffer:
             self._pending[:0] = batch
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Let the loop finish its current write and end, then write what is left."""
+        self._closing = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            # Not cancelled mid-write: a cancelled write may still land, and retrying it would
+            # duplicate events. A store that hangs is given up on after the wait.
+            await asyncio.wait([task], timeout=_CLOSE_WAIT)
+            await cancel_and_wait([task])
         await self.flush()

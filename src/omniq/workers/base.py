@@ -29,9 +29,12 @@ from typing import Any
 
 from omniq._configurable import Configurable
 from omniq._sync import as_async
+from omniq._tasks import cancel_and_wait, wait_within
 from omniq.config import Settings, get_settings
 from omniq.context import TaskContext
+from omniq.dependencies import DependencyResolver
 from omniq.errors import ConfigError, TaskCancelledError, TaskTimeoutError
+from omniq.maintenance import Maintenance
 from omniq.models import (
     EventType,
     Task,
@@ -43,13 +46,17 @@ from omniq.models import (
     utcnow,
 )
 from omniq.retry import retry_delay, should_retry
+from omniq.scheduling.scheduler import AsyncScheduler
 from omniq.workers._events import EventBuffer
+from omniq.workers.heartbeat import Heartbeat
 
 __all__ = ["BaseWorker", "PermanentFailure", "RemoteError", "task_error"]
 
 logger = logging.getLogger("omniq.worker")
 
-_MAINTENANCE_INTERVAL = 60.0
+_MAINTENANCE_INTERVAL = 60.0  # seconds between deletions of old results and events
+_EXPIRY_INTERVAL = 5.0  # seconds between looks for tasks whose TTL passed
+_DEPENDENCY_INTERVAL = 1.0  # longest wait between looks at WAITING tasks
 _WRITE_RETRY_DELAY = 0.5
 _CLAIM_GATHER = 0.002  # seconds a busy worker may wait to claim for several free slots at once
 
@@ -87,6 +94,7 @@ class BaseWorker(Configurable, abc.ABC):
         poll_interval: float | None = None,
         stop_timeout: float = 30.0,
         worker_id: str | None = None,
+        scheduler: bool = True,
         settings: Settings | None = None,
     ) -> None:
         """
@@ -101,6 +109,10 @@ class BaseWorker(Configurable, abc.ABC):
             poll_interval: longest idle wait before looking for tasks again where the backend
                 cannot wake the worker.
             stop_timeout: how long a graceful stop waits for running tasks.
+            worker_id: this worker's name in claims, events and heartbeats
+                (default: host:pid:random).
+            scheduler: also fire due schedules (any number of workers may; each run fires
+                once).
         """
         self.settings = settings or get_settings()
         if queue is None:
@@ -129,6 +141,21 @@ class BaseWorker(Configurable, abc.ABC):
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.serializer = getattr(self.queue, "serializer", None)
         self._events = EventBuffer(self.event_store)
+        emit = self._events.emit if self._events.enabled else None
+        self._resolver = DependencyResolver(self.queue, self.result_store, emit)
+        self._maintenance = Maintenance(
+            self.queue,
+            self.result_store,
+            self.event_store,
+            emit,
+            event_retention=self.settings.EVENT_RETENTION,
+        )
+        self.scheduler = (
+            AsyncScheduler(self.queue, event_store=self.event_store) if scheduler else None
+        )
+        self._heartbeat = Heartbeat(self)
+        self._dependencies_waiting = True  # until a look says otherwise
+        self._dependencies_wanted: asyncio.Event | None = None
         self._running: dict[str, tuple[Task, asyncio.Task[None], TaskContext]] = {}
         self._unwritten: dict[str, Task] = {}
         self._completions: list[tuple[Task, TaskResult | None]] = []
@@ -150,6 +177,7 @@ class BaseWorker(Configurable, abc.ABC):
         self._started, self._stopping = True, False
         self._wake, self._flush_wanted = asyncio.Event(), asyncio.Event()
         self._flushed, self._done = asyncio.Event(), asyncio.Event()
+        self._dependencies_wanted = asyncio.Event()
         await self._setup()
         self._events.start()
         loop = asyncio.get_running_loop()
@@ -158,7 +186,11 @@ class BaseWorker(Configurable, abc.ABC):
             loop.create_task(self._flush_loop(), name="omniq-flush"),
             loop.create_task(self._renew_loop(), name="omniq-renew"),
             loop.create_task(self._maintenance_loop(), name="omniq-maintenance"),
+            loop.create_task(self._dependency_loop(), name="omniq-dependencies"),
+            loop.create_task(self._heartbeat.run(), name="omniq-heartbeat"),
         ]
+        if self.scheduler is not None:
+            await self.scheduler.start()
         logger.info("worker %s started (%d slots)", self.worker_id, self.max_workers)
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -169,6 +201,8 @@ class BaseWorker(Configurable, abc.ABC):
         self._stopping = True
         assert self._wake is not None
         self._wake.set()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         claim_task = self._background[0]
         with contextlib.suppress(asyncio.CancelledError):
             await claim_task
@@ -183,11 +217,8 @@ class BaseWorker(Configurable, abc.ABC):
             if still:
                 await asyncio.wait(still, timeout=5)
         await self._drain_completions()
-        for task in self._background[1:]:
-            task.cancel()
-        for task in self._background[1:]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._background[1:])
+        await self._heartbeat.remove()
         await self._events.close()
         await self._teardown()
         self._background = []
@@ -229,6 +260,13 @@ class BaseWorker(Configurable, abc.ABC):
         if self.result_store is None:
             raise ConfigError("result_store: this worker has no result store")
         return await self.result_store.get(task_id, wait=wait, timeout=timeout)
+
+    def watch_dependencies(self) -> None:
+        """Look at WAITING tasks now and after every recorded outcome (the facade calls this
+        when it enqueues tasks with dependencies; other processes' are found within 1 s)."""
+        self._dependencies_waiting = True
+        if self._dependencies_wanted is not None:
+            self._dependencies_wanted.set()
 
     async def flush_events(self) -> None:
         """Write the events buffered so far (they are otherwise written every 50 ms)."""
@@ -304,9 +342,7 @@ class BaseWorker(Configurable, abc.ABC):
                 deadline = loop.time() + _CLAIM_GATHER
                 while free < batch and (remaining := deadline - loop.time()) > 0:
                     wake.clear()
-                    try:
-                        await asyncio.wait_for(wake.wait(), remaining)
-                    except TimeoutError:
+                    if not await wait_within(wake.wait(), remaining):
                         break
                     free = self.max_workers - len(self._running)
                 if self._stopping:
@@ -358,13 +394,28 @@ class BaseWorker(Configurable, abc.ABC):
                     entry[1].cancel(msg="cancelled")
 
     async def _maintenance_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        cleaned = loop.time()
         while True:
-            await asyncio.sleep(_MAINTENANCE_INTERVAL)
-            if self.result_store is not None:
-                try:
-                    await self.result_store.cleanup_expired()
-                except Exception:
-                    logger.warning("result clean-up failed", exc_info=True)
+            await asyncio.sleep(_EXPIRY_INTERVAL)
+            try:
+                await self._maintenance.expire_overdue()
+            except Exception:
+                logger.warning("expiring overdue tasks failed", exc_info=True)
+            if loop.time() - cleaned >= _MAINTENANCE_INTERVAL:
+                cleaned = loop.time()
+                await self._maintenance.clean_up()
+
+    async def _dependency_loop(self) -> None:
+        wanted = self._dependencies_wanted
+        assert wanted is not None
+        while True:
+            try:
+                self._dependencies_waiting = await self._resolver.resolve() > 0
+            except Exception:
+                logger.warning("resolving task dependencies failed", exc_info=True)
+            wanted.clear()
+            await wait_within(wanted.wait(), _DEPENDENCY_INTERVAL)
 
     # --- one task ----------------------------------------------------------------------------
 
@@ -407,6 +458,11 @@ class BaseWorker(Configurable, abc.ABC):
                 ),
                 event=EventType.ERROR,
             )
+        if task.depends_on:
+            try:
+                task = await self._with_dependency_results(task)
+            except PermanentFailure as exc:
+                return self._final(task, TaskStatus.FAILED, error=exc.error, event=EventType.ERROR)
         events = self._events
         if events.enabled:
             events.emit(
@@ -423,7 +479,8 @@ class BaseWorker(Configurable, abc.ABC):
         started = time.perf_counter()
         try:
             if task.timeout is not None:
-                value = await asyncio.wait_for(self._execute(task, ctx), task.timeout)
+                async with asyncio.timeout(task.timeout):
+                    value = await self._execute(task, ctx)
             else:
                 value = await self._execute(task, ctx)
         except PermanentFailure as exc:
@@ -443,6 +500,42 @@ class BaseWorker(Configurable, abc.ABC):
         return self._final(
             task, TaskStatus.SUCCESS, value=value, event=EventType.COMPLETE, duration=duration
         )
+
+    async def _with_dependency_results(self, task: Task) -> Task:
+        """The task with its dependencies' results put in its call, where it takes them."""
+        assert self.serializer is not None
+        try:
+            inputs = self.serializer.call_inputs(task.payload)
+        except Exception as exc:
+            raise PermanentFailure(_error(exc)) from exc
+        if inputs is None:
+            return task
+        mode, ids = inputs
+        if self.result_store is None:
+            raise PermanentFailure(
+                TaskError(
+                    type="DependencyResultMissing",
+                    message="this task takes its dependencies' results, "
+                    "but the worker has no result store",
+                )
+            )
+        results = await asyncio.gather(*(self.result_store.get(i) for i in ids))
+        missing = [i for i, r in zip(ids, results, strict=True) if r is None or not r.ok]
+        if missing:
+            raise PermanentFailure(
+                TaskError(
+                    type="DependencyResultMissing",
+                    message=f"no successful result of {', '.join(missing)} (expired or deleted)",
+                )
+            )
+        values = [r.value for r in results if r is not None]
+        try:
+            payload = self.serializer.with_inputs(
+                task.payload, values[0] if mode == "one" else values
+            )
+        except Exception as exc:
+            raise PermanentFailure(_error(exc)) from exc
+        return task.evolve(payload=payload)
 
     async def _interrupted(
         self, task: Task, exc: asyncio.CancelledError
@@ -580,6 +673,8 @@ class BaseWorker(Configurable, abc.ABC):
             for task in tasks:
                 self._unwritten.pop(task.id, None)
             self.processed += len(tasks)
+            if self._dependencies_waiting and self._dependencies_wanted is not None:
+                self._dependencies_wanted.set()
 
     async def _drain_completions(self) -> None:
         deadline = time.monotonic() + max(self.stop_timeout, 5.0)
