@@ -7,11 +7,13 @@ import json
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,10 @@ import pytest
 import taskfns
 
 from omniq import OmniQ, TaskStatus
-from omniq.models import utcnow
+from omniq.config import Settings
+from omniq.models import ScheduleStatus, utcnow
+from omniq.queue import SQLiteTaskQueue
+from omniq.scheduling import Scheduler
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 # -P: the current directory is not put on sys.path, as with the installed ``omniq`` script.
@@ -218,6 +223,39 @@ def test_status_shows_each_live_worker_with_what_it_runs(
     assert worker_id in table.stdout and task_id in table.stdout
 
 
+def test_status_shows_an_idle_worker_by_its_heartbeat_until_it_stops(
+    env: dict[str, str], run: Run, start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker("--import", "taskfns", "--max-workers", "3", "--queues", "high,low")
+    worker_id = worker.wait_for_log("started:").split("omniq.cli: worker ")[1].split()[0]
+    with OmniQ.from_env() as oq:
+        eventually(lambda: [w.worker_id for w in oq.list_workers()] == [worker_id])
+
+    # An idle worker holds no lease: only its heartbeat tells that it runs.
+    [entry] = ok_json(run("--json", "status"))["workers"]
+
+    assert entry["worker_id"] == worker_id and entry["live"] is True
+    assert entry["worker_type"] == "thread_pool"
+    assert (entry["host"], entry["pid"]) == (socket.gethostname(), worker.process.pid)
+    assert entry["queues"] == ["high", "low"] and entry["max_workers"] == 3
+    assert entry["processed"] == 0 and entry["tasks"] == []
+    started, last_seen = (datetime.fromisoformat(entry[k]) for k in ("started_at", "last_seen"))
+    assert started <= last_seen <= utcnow()
+    table = run("status")
+    assert table.returncode == 0, table.stderr
+    [row] = [line for line in table.stdout.splitlines() if worker_id in line]
+    for cell in ("thread_pool", str(worker.process.pid), "high,low", "0 of 3"):
+        assert cell in row
+    assert "no task is running" in table.stdout
+
+    worker.signal(signal.SIGTERM)
+    assert worker.exit_code() == 0, worker.log
+
+    # A graceful stop deletes the heartbeat: gone at once, not after it goes stale.
+    assert ok_json(run("--json", "status"))["workers"] == []
+    assert "no worker is running" in run("status").stdout
+
+
 def test_tasks_lists_and_filters(env: dict[str, str], run: Run) -> None:
     with OmniQ.from_env() as oq:
         high = oq.enqueue(taskfns.add, args=(1, 2), queue_name="high")
@@ -298,6 +336,81 @@ def test_events_filters_by_task_type_and_limit(env: dict[str, str], run: Run) ->
     table = run("events")
     assert table.returncode == 0, table.stderr
     assert dropped in table.stdout and "cancelled" in table.stdout
+
+
+def fire_due_schedules(env: dict[str, str], at: datetime) -> list[str]:
+    """Fire, as a worker's scheduler would at ``at``, the schedules of the default database."""
+    settings = Settings.from_env()
+    queue = SQLiteTaskQueue(project_name=settings.PROJECT_NAME, base_dir=settings.BASE_DIR)
+    with queue, Scheduler(queue) as scheduler:
+        return scheduler.run_pending(now=at)
+
+
+def test_schedules_lists_every_rule(env: dict[str, str], run: Run) -> None:
+    with OmniQ.from_env() as oq:
+        every = oq.schedule(taskfns.noop, interval=timedelta(minutes=5))
+        nightly = oq.schedule(
+            taskfns.add,
+            args=(1, 2),
+            cron="0 3 * * *",
+            timezone="Europe/Paris",
+            max_runs=2,
+            queue_name="low",
+            start_at=utcnow() + timedelta(days=1),  # not due when the others are fired below
+        )
+        once = oq.schedule(taskfns.noop, run_at=utcnow() + timedelta(days=1))
+    [fired] = fire_due_schedules(env, utcnow() + timedelta(minutes=6))
+
+    listed = {s["id"]: s for s in ok_json(run("--json", "schedules"))}
+
+    assert set(listed) == {every, nightly, once}
+    assert listed[every]["interval"] == 300 and listed[every]["status"] == "active"
+    assert listed[every]["run_count"] == 1 and listed[every]["last_run_at"] is not None
+    assert listed[every]["recent_task_ids"] == [fired]
+    assert listed[nightly]["cron"] == "0 3 * * *" and listed[nightly]["queue_name"] == "low"
+    assert listed[nightly]["func_name"] == "taskfns:add" and listed[nightly]["run_count"] == 0
+    assert listed[once]["run_at"] is not None and listed[once]["next_run_at"] is not None
+    assert "payload" not in listed[every]
+    table = run("schedules")
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[1]: line for line in table.stdout.splitlines() if "taskfns:" in line}
+    assert "every 5 min" in rows[every] and "active" in rows[every]
+    assert "cron 0 3 * * * (Europe/Paris)" in rows[nightly] and "0 of 2" in rows[nightly]
+    assert "once at " in rows[once]
+
+
+def test_schedules_pause_resume_and_delete(env: dict[str, str], run: Run) -> None:
+    with OmniQ.from_env() as oq:
+        schedule_id = oq.schedule(taskfns.noop, interval=timedelta(minutes=5))
+        kept = oq.schedule(taskfns.noop, cron="*/5 * * * *")
+
+    paused = run("schedules", "pause", schedule_id)
+    assert paused.returncode == 0, paused.stderr
+    assert f"paused schedule {schedule_id}" in paused.stdout
+    [fired] = fire_due_schedules(env, utcnow() + timedelta(minutes=6))
+    with OmniQ.from_env() as oq:
+        assert oq.get_schedule(schedule_id).status is ScheduleStatus.PAUSED
+        assert oq.get_task(fired).schedule_id == kept  # the paused one did not fire
+    assert_one_error_line(run("schedules", "pause", schedule_id), "is paused")
+    [row] = [line for line in run("schedules").stdout.splitlines() if schedule_id in line]
+    assert "paused" in row
+
+    resumed = ok_json(run("--json", "schedules", "resume", schedule_id))
+    assert resumed["resumed"] is True and resumed["was"] == "paused"
+    assert resumed["status"] == "active" and resumed["next_run_at"] is not None
+    assert_one_error_line(run("schedules", "resume", schedule_id), "is active", "only paused")
+    [event] = ok_json(run("--json", "events", "--type", "schedule_paused"))
+    assert event["task_id"] == schedule_id
+
+    assert ok_json(run("schedules", "delete", schedule_id, "--json")) == {
+        "schedule_id": schedule_id,
+        "deleted": True,
+        "was": "active",
+    }
+    assert [s["id"] for s in ok_json(run("--json", "schedules"))] == [kept]
+    assert_one_error_line(run("schedules", "delete", schedule_id), "no schedule with id")
+    ok_json(run("schedules", "--json", "delete", kept))
+    assert "Schedules: no schedules" in run("schedules").stdout
 
 
 def test_purge_needs_yes_without_a_terminal(env: dict[str, str], run: Run) -> None:
@@ -478,6 +591,12 @@ UNREACHABLE_POSTGRES = {
         pytest.param(["task", "no-such-id"], {}, "no task with id 'no-such-id'", id="task"),
         pytest.param(["cancel", "no-such-id"], {}, "no task with id", id="cancel"),
         pytest.param(["requeue", "no-such-id"], {}, "no task with id", id="requeue"),
+        pytest.param(
+            ["schedules", "pause", "no-such-id"], {}, "no schedule with id 'no-such-id'", id="pause"
+        ),
+        pytest.param(["schedules", "resume", "nope"], {}, "no schedule with id", id="resume"),
+        pytest.param(["schedules", "delete", "nope"], {}, "no schedule with id", id="delete"),
+        pytest.param(["schedules"], UNREACHABLE_POSTGRES, "127.0.0.1:1", id="schedules-server"),
         pytest.param(["--config", "missing.yaml", "status"], {}, "missing.yaml", id="config"),
         pytest.param(["worker", "--config", "missing.yaml"], {}, "missing.yaml", id="w-config"),
         pytest.param(
@@ -517,6 +636,8 @@ def test_bad_config_file_is_one_line(run: Run, tmp_path: Path) -> None:
         pytest.param(["tasks", "--status", "done"], id="status"),
         pytest.param(["--log-level", "loud", "status"], id="log-level"),
         pytest.param(["task"], id="missing-id"),
+        pytest.param(["schedules", "pause"], id="schedule-missing-id"),
+        pytest.param(["schedules", "stop", "x"], id="schedule-command"),
         pytest.param(["frobnicate"], id="command"),
     ],
 )

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 try:
@@ -25,130 +25,35 @@ try:
 except ImportError as exc:  # pragma: no cover - only without the extra
     sys.exit(f"omniq: error: the command needs {exc.name}: pip install 'omniq[cli]'")
 
-from click.core import ParameterSource
 
 import omniq
 from omniq import EventType, OmniQ, OmniQError, Task, TaskStatus
+from omniq.cli.common import CommandError, State, done, log_handler, one_line, shared_options
 from omniq.cli.output import emit_json, plain, show_fields, show_table, show_text, when
+from omniq.cli.schedules import schedules
 from omniq.models import utcnow
 from omniq.registry import WORKERS
+from omniq.workers.heartbeat import WorkerInfo
 
 __all__ = ["cli", "main"]
 
 logger = logging.getLogger("omniq.cli")
 
-_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 _SCAN = 1000  # tasks read per status to discover the queue names `omniq status` shows
 _MANY = 100_000  # bound on the running tasks `omniq status` lists (one per busy worker slot)
 _REQUEUEABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
 
-_handler = logging.StreamHandler(sys.stderr)
-_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-
-
-class CommandError(click.ClickException):
-    """An expected failure: one line on stderr, exit status 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"omniq: error: {_one_line(self.message)}", err=True)
-
-
-def _one_line(message: object) -> str:
-    return " ".join(str(message).split())
-
-
-class _State:
-    """Options shared by every command; opens the configured facade when a command needs it."""
-
-    def __init__(self) -> None:
-        self.config: str | None = None
-        self.as_json = False
-        self.log_level = "INFO"
-
-    def open(self, worker_type: str | None = None, **worker_options: Any) -> OmniQ:
-        """The configured facade; ``worker_type`` and ``worker_options`` override its worker."""
-        oq = OmniQ.from_config_file(self.config) if self.config else OmniQ.from_env()
-        if worker_type is not None or worker_options:
-            # The same components, with the command line's worker options over the configured
-            # ones (validated again by the facade).
-            oq = OmniQ(
-                project_name=oq.project_name,
-                task_queue=oq.task_queue,
-                result_store=oq.result_store,
-                event_store=oq.event_store or False,
-                worker=worker_type or oq.worker_class,
-                worker_config={**oq.worker_config, **worker_options},
-                settings=oq.settings,
-            )
-        # Building the facade applied the settings' LOG_LEVEL to the ``omniq`` logger.
-        _set_log_level(self.log_level, disabled=oq.settings.DISABLE_LOGGING)
-        return oq
-
-
-def _set_log_level(level: str, *, disabled: bool = False) -> None:
-    logging.getLogger("omniq").setLevel(level.upper())
-    # DISABLE_LOGGING silences the whole tree here, children included.
-    _handler.setLevel(logging.CRITICAL + 1 if disabled else logging.NOTSET)
-
-
-def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-        if value is None or value is False:
-            return  # not given here: keep what the group (or the default) said
-        source = ctx.get_parameter_source(param.name or "")
-        if ctx.parent is not None and source is not ParameterSource.COMMANDLINE:
-            return  # after the command name only an explicit flag overrides (not OMNIQ_LOG_LEVEL)
-        setattr(ctx.ensure_object(_State), name, value)
-        if name == "log_level":
-            _set_log_level(value)
-
-    return store
-
-
-def _shared_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options accepted before and after the command name (``omniq --json tasks`` and
-    ``omniq tasks --json``)."""
-    options = [
-        click.option(
-            "--config",
-            type=click.Path(dir_okay=False),
-            expose_value=False,
-            callback=_remember("config"),
-            help="YAML configuration file [default: the OMNIQ_* variables, else the embedded "
-            "SQLite database under ./omniq_data].",
-        ),
-        click.option(
-            "--json",
-            is_flag=True,
-            expose_value=False,
-            callback=_remember("as_json"),
-            help="Print JSON for scripts instead of tables.",
-        ),
-        click.option(
-            "--log-level",
-            type=click.Choice(_LEVELS, case_sensitive=False),
-            envvar="OMNIQ_LOG_LEVEL",
-            show_envvar=True,
-            expose_value=False,
-            callback=_remember("log_level"),
-            help="Level of the omniq log records written to stderr [default: INFO].",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@_shared_options
+@shared_options
 @click.version_option(omniq.__version__, prog_name="omniq")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """OmniQ task queue: run a worker, inspect and manage tasks."""
-    ctx.ensure_object(_State)
+    ctx.ensure_object(State)
     root = logging.getLogger("omniq")
-    if _handler not in root.handlers:
-        root.addHandler(_handler)
+    if log_handler not in root.handlers:
+        root.addHandler(log_handler)
 
 
 # --- worker ----------------------------------------------------------------------------------
@@ -243,10 +148,10 @@ def _describe_backend(queue: Any) -> str:
     help="Seconds running tasks get to finish after SIGINT/SIGTERM before they are handed back "
     "[default: the configured one, else 30].",
 )
-@_shared_options
+@shared_options
 @click.pass_obj
 def worker(
-    state: _State,
+    state: State,
     worker_type: str | None,
     max_workers: int | None,
     queues: list[str] | None,
@@ -297,7 +202,7 @@ def worker(
     logger.info("worker stopped")
 
 
-def _runs_gevent(state: _State, worker_type: str | None) -> bool:
+def _runs_gevent(state: State, worker_type: str | None) -> bool:
     """Whether the worker will be the gevent one: ``--worker-type``, else the configuration
     (read here without building anything; a broken one is reported when it is opened)."""
     if worker_type is not None:
@@ -338,20 +243,21 @@ def _queue_names(oq: OmniQ) -> list[str]:
 
 
 @cli.command()
-@_shared_options
+@shared_options
 @click.pass_obj
-def status(state: _State) -> None:
-    """Tasks per queue and status, and the workers holding leases with what each runs."""
+def status(state: State) -> None:
+    """Tasks per queue and status; the live workers (from their heartbeats) and what each runs."""
     statuses = list(TaskStatus)
     with state.open() as oq:
         counts = {name: {s.value: oq.count(name, s) for s in statuses} for name in _queue_names(oq)}
         totals = {s.value: oq.count(None, s) for s in statuses}
         running = oq.list_tasks(status=TaskStatus.RUNNING, limit=_MANY)
+        beats = oq.list_workers()
     # Queues whose tasks all lie beyond the scan still count: in one row of their own.
     other = {s: totals[s] - sum(row[s] for row in counts.values()) for s in totals}
     if any(other.values()):
         counts["(other queues)"] = other
-    workers = _workers(running)
+    workers = _workers(running, beats)
     if state.as_json:
         emit_json(
             {
@@ -368,7 +274,13 @@ def status(state: _State) -> None:
         rows.append(["(all)", *totals.values(), sum(totals.values())])
     show_table("Queues", ["queue", *totals, "total"], rows, empty="no tasks")
     show_table(
-        "Workers holding leases",
+        "Workers",
+        ["worker", "type", "host", "pid", "queues", "busy", "done", "started", "last beat"],
+        [_worker_row(w) for w in workers],
+        empty="no worker is running",
+    )
+    show_table(
+        "Running tasks",
         ["worker", "task", "function", "queue", "started", "lease until"],
         [
             [w["worker_id"], t["id"], t["func_name"], t["queue_name"], t["started_at"], _lease(t)]
@@ -379,28 +291,62 @@ def status(state: _State) -> None:
     )
 
 
-def _workers(running: list[Task]) -> list[dict[str, Any]]:
+# What `omniq status` shows of a heartbeat. Its ``running`` ids are left out: they are up to a
+# beat old, while an entry's ``tasks`` are read from the queue now.
+_BEAT_FIELDS = [f for f in WorkerInfo.__struct_fields__ if f not in ("worker_id", "running")]
+
+
+def _workers(running: list[Task], beats: list[WorkerInfo]) -> list[dict[str, Any]]:
+    """One entry per worker that sent a heartbeat lately or holds a running task: its
+    heartbeat's fields (None without one) and the running tasks it holds."""
     now = utcnow()
-    by_worker: dict[str, list[Task]] = {}
+    seen = {info.worker_id: info for info in beats}
+    by_worker: dict[str, list[Task]] = {worker_id: [] for worker_id in seen}
     for task in running:
         by_worker.setdefault(task.worker_id or "?", []).append(task)
+    entries = []
+    for worker_id, tasks in sorted(by_worker.items()):
+        info = seen.get(worker_id)
+        beat = {name: getattr(info, name, None) for name in _BEAT_FIELDS}
+        entries.append(
+            {
+                "worker_id": worker_id,
+                # Without a recent heartbeat (a worker that died, or one that cannot write it),
+                # only a lease that has not lapsed says the worker is alive.
+                "live": info is not None
+                or any(t.lease_until is not None and t.lease_until > now for t in tasks),
+                **beat,
+                "tasks": [
+                    {
+                        "id": t.id,
+                        "func_name": t.func_name,
+                        "queue_name": t.queue_name,
+                        "started_at": t.started_at,
+                        "lease_until": t.lease_until,
+                    }
+                    for t in tasks
+                ],
+            }
+        )
+    return entries
+
+
+def _worker_row(worker: dict[str, Any]) -> list[Any]:
+    busy = len(worker["tasks"])
+    if worker["last_seen"] is None:
+        last = "none" if worker["live"] else "none (leases lapsed)"
+        return [worker["worker_id"], "", "", "", "", busy, "", "", last]
+    queues = worker["queues"]
     return [
-        {
-            "worker_id": worker_id,
-            # A worker that died leaves RUNNING tasks whose leases lapse: not live.
-            "live": any(t.lease_until is not None and t.lease_until > now for t in tasks),
-            "tasks": [
-                {
-                    "id": t.id,
-                    "func_name": t.func_name,
-                    "queue_name": t.queue_name,
-                    "started_at": t.started_at,
-                    "lease_until": t.lease_until,
-                }
-                for t in tasks
-            ],
-        }
-        for worker_id, tasks in sorted(by_worker.items())
+        worker["worker_id"],
+        worker["worker_type"],
+        worker["host"],
+        worker["pid"],
+        ",".join(queues) if queues else "all",
+        f"{busy} of {worker['max_workers']}",
+        worker["processed"],
+        worker["started_at"],
+        worker["last_seen"],
     ]
 
 
@@ -419,9 +365,9 @@ def _lease(task: dict[str, Any]) -> str:
     help="Only tasks in this status.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@_shared_options
+@shared_options
 @click.pass_obj
-def tasks(state: _State, queue_name: str | None, status: str | None, limit: int) -> None:
+def tasks(state: State, queue_name: str | None, status: str | None, limit: int) -> None:
     """List tasks, oldest first."""
     with state.open() as oq:
         found = oq.list_tasks(queue_name, status.lower() if status else None, limit)
@@ -448,9 +394,9 @@ def _existing(oq: OmniQ, task_id: str) -> Task:
 
 @cli.command()
 @click.argument("task_id")
-@_shared_options
+@shared_options
 @click.pass_obj
-def task(state: _State, task_id: str) -> None:
+def task(state: State, task_id: str) -> None:
     """Show one task, its result (if any) and its events."""
     with state.open() as oq:
         found = _existing(oq, task_id)
@@ -507,9 +453,9 @@ def _err(event: Any) -> str:
 
 @cli.command()
 @click.argument("task_id")
-@_shared_options
+@shared_options
 @click.pass_obj
-def cancel(state: _State, task_id: str) -> None:
+def cancel(state: State, task_id: str) -> None:
     """Cancel a task that has not finished (a running one is asked to stop)."""
     with state.open() as oq:
         before = _existing(oq, task_id)
@@ -522,14 +468,14 @@ def cancel(state: _State, task_id: str) -> None:
         if before.status is TaskStatus.RUNNING
         else f"cancelled task {task_id}"
     )
-    _done(state, {"task_id": task_id, "cancelled": True, "was": before.status.value}, text)
+    done(state, {"task_id": task_id, "cancelled": True, "was": before.status.value}, text)
 
 
 @cli.command()
 @click.argument("task_id")
-@_shared_options
+@shared_options
 @click.pass_obj
-def requeue(state: _State, task_id: str) -> None:
+def requeue(state: State, task_id: str) -> None:
     """Put a failed, cancelled or expired task back in its queue, with fresh attempts."""
     with state.open() as oq:
         before = _existing(oq, task_id)
@@ -541,7 +487,7 @@ def requeue(state: _State, task_id: str) -> None:
         if not oq.requeue(task_id):
             raise CommandError(f"task {task_id} changed status meanwhile: not requeued")
     text = f"requeued task {task_id}"
-    _done(state, {"task_id": task_id, "requeued": True, "was": before.status.value}, text)
+    done(state, {"task_id": task_id, "requeued": True, "was": before.status.value}, text)
 
 
 @cli.command()
@@ -553,9 +499,9 @@ def requeue(state: _State, task_id: str) -> None:
     help="Only events of this type.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-@_shared_options
+@shared_options
 @click.pass_obj
-def events(state: _State, task_id: str | None, event_type: str | None, limit: int) -> None:
+def events(state: State, task_id: str | None, event_type: str | None, limit: int) -> None:
     """List task events, oldest first."""
     with state.open() as oq:
         if oq.event_store is None:
@@ -589,9 +535,9 @@ def events(state: _State, task_id: str | None, event_type: str | None, limit: in
 @cli.command()
 @click.option("--queue", "queue_name", metavar="NAME", help="Only this queue [default: all].")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@_shared_options
+@shared_options
 @click.pass_obj
-def purge(state: _State, queue_name: str | None, yes: bool) -> None:
+def purge(state: State, queue_name: str | None, yes: bool) -> None:
     """Delete every task that is not running (of one queue, or of all)."""
     where = f"queue {queue_name!r}" if queue_name else "all queues"
     if not yes and not sys.stdin.isatty():
@@ -605,14 +551,10 @@ def purge(state: _State, queue_name: str | None, yes: bool) -> None:
                 err=True,
             )
         removed = oq.purge(queue_name)
-    _done(state, {"purged": removed, "queue": queue_name}, f"purged {removed} tasks of {where}")
+    done(state, {"purged": removed, "queue": queue_name}, f"purged {removed} tasks of {where}")
 
 
-def _done(state: _State, data: dict[str, Any], text: str) -> None:
-    if state.as_json:
-        emit_json(data)
-    else:
-        click.echo(text)
+cli.add_command(schedules)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -626,6 +568,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         exc.show()
         sys.exit(exc.exit_code)
     except (OmniQError, OSError) as exc:
-        click.echo(f"omniq: error: {_one_line(exc)}", err=True)
+        click.echo(f"omniq: error: {one_line(exc)}", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["emit_json", "plain", "show_fields", "show_table", "show_text", "when"]
+__all__ = ["emit_json", "every", "plain", "show_fields", "show_table", "show_text", "when"]
 
 # Piped output is not wrapped at 80 columns: ids and names stay whole for grep and friends.
 _PIPE_WIDTH = 1000
@@ -37,6 +37,14 @@ def plain(value: Any) -> Any:
 def when(moment: datetime | None) -> str:
     """A timestamp in local time, to the second."""
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def every(seconds: float) -> str:
+    """An interval in the largest whole unit: ``every 90 s``, ``every 5 min``, ``every 2 h``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"every {seconds // size:g} {unit}"
+    return f"every {seconds:g} s"
 
 
 def _console() -> Console:

@@ -18,6 +18,7 @@ class AsyncWorker(BaseWorker):
     """Runs async tasks concurrently on the running event loop (``max_workers`` at once) and
     sync tasks in a thread pool of the same size. Use ``async with AsyncWorker(...)``."""
 
+    kind = "async"
     _pool: ThreadRunner | None = None
 
     async def _setup(self) -> None:

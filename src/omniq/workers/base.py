@@ -25,7 +25,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from omniq._configurable import Configurable
 from omniq._sync import as_async
@@ -81,6 +81,8 @@ class BaseWorker(Configurable, abc.ABC):
     """Runs tasks from a task queue and records their results and events."""
 
     config_class = WorkerConfig
+    #: The worker type's name as ``omniq worker --worker-type`` spells it.
+    kind: ClassVar[str] = "custom"
 
     def __init__(
         self,

@@ -268,6 +268,8 @@ class AsyncGeventWorker(BaseWorker):
     :mod:`omniq.workers.gevent_pool`). A timed-out or cancelled task's greenlet is killed at
     its next cooperative point."""
 
+    kind = "gevent"
+
     _pool: _GreenletRunner | None = None
 
     def __init__(self, **options: Any) -> None:

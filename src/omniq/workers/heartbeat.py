@@ -58,10 +58,10 @@ class Heartbeat:
         worker = self.worker
         return WorkerInfo(
             worker_id=worker.worker_id,
-            worker_type=type(worker).__name__.removeprefix("Async"),
+            worker_type=worker.kind,
             host=socket.gethostname(),
             pid=os.getpid(),
-            queues=worker.queues,
+            queues=worker._watched,
             max_workers=worker.max_workers,
             started_at=self.started_at,
             last_seen=utcnow(),

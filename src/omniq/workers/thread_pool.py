@@ -21,6 +21,7 @@ class AsyncThreadPoolWorker(BaseWorker):
     Threads cannot be killed: a timed-out or cancelled task is asked to stop through
     ``omniq.current_task().cancelled``."""
 
+    kind = "thread_pool"
     _pool: ThreadRunner | None = None
 
     async def _setup(self) -> None:
