@@ -5,8 +5,8 @@ becomes PENDING (claimable); when one ends FAILED, CANCELLED or EXPIRED (or is g
 CANCELLED, with a CANCELLED result and event, and so are its own dependents, transitively.
 
 Workers run :class:`DependencyResolver` right after they record outcomes (while waiting tasks
-exist) and every second otherwise, so a worker that died between finishing a dependency and
-releasing its dependents delays them by a second at most; it never strands them. Moves are
+exist) and every second otherwise (less often where a pass is slow), so a worker that died
+between finishing a dependency and releasing its dependents delays them; it never strands them. Moves are
 compare-and-set on the status (WAITING -> ...), so any number of resolvers may run at once.
 """
 
