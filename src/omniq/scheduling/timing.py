@@ -10,6 +10,8 @@ Rules (documented in docs/scheduling.md):
 - After downtime a schedule fires once for all the runs it missed and continues on its grid
   from now; with ``catch_up=True`` it fires every missed run instead, one after another.
 - Nothing fires after ``end_at``, nor after ``max_runs`` runs.
+- Daylight saving time: a cron time the clock skips (spring) fires at the jump; a fixed time of
+  day the clock shows twice (autumn) fires once; hourly and finer crons follow real time.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ def check_timing(
 ) -> tuple[float | None, datetime | None, datetime | None, datetime | None]:
     """Validate the timing arguments; returns (interval seconds, run_at, start_at, end_at) with
     naive datetimes taken as UTC. Errors name the argument."""
-    given = [name for name, v in (("cron", cron), ("interval", interval), ("run_at", run_at)) if v]
+    given = [
+        name
+        for name, v in (("cron", cron), ("interval", interval), ("run_at", run_at))
+        if v is not None
+    ]
     if len(given) != 1:
         raise ConfigError(
             "give exactly one of cron=, interval= or run_at= "
@@ -52,15 +58,19 @@ def check_timing(
                 f"cron must be a string of 5 fields (or 6 with seconds first), got {cron!r}"
             )
         try:
-            _cron(cron, datetime.now(zone))
+            _cron(cron, datetime.now(zone)).get_next(datetime)  # one that never matches fails
         except (ValueError, KeyError) as exc:
             raise ConfigError(f"cron {cron!r} is not a valid cron expression: {exc}") from exc
     if interval is not None:
         if isinstance(interval, bool) or not isinstance(interval, (timedelta, int, float)):
             raise ConfigError(f"interval must be a timedelta or seconds, got {interval!r}")
         seconds = interval.total_seconds() if isinstance(interval, timedelta) else float(interval)
-        if not seconds > 0:
+        if not (seconds > 0 and math.isfinite(seconds)):
             raise ConfigError(f"interval must be > 0 seconds, got {interval!r}")
+        try:
+            datetime.now(UTC) + timedelta(seconds=seconds)
+        except OverflowError as exc:
+            raise ConfigError(f"interval {interval!r} is too long") from exc
     if max_runs is not None and (type(max_runs) is not int or max_runs < 1):
         raise ConfigError(f"max_runs must be an int >= 1, got {max_runs!r}")
     run_at, start_at, end_at = (
@@ -124,8 +134,21 @@ def _next_slot(anchor: datetime, interval: float, now: datetime) -> datetime:
 
 def _next_cron(schedule: Schedule, after: datetime) -> datetime:
     assert schedule.cron is not None
-    zone = _zone(schedule.timezone)
-    return _cron(schedule.cron, after.astimezone(zone)).get_next(datetime).astimezone(UTC)
+    start = after.astimezone(_zone(schedule.timezone))
+    times = _cron(schedule.cron, start)
+    moment = times.get_next(datetime)
+    if not _wildcard_time(schedule.cron):
+        # When the clocks go back, a fixed time of day (02:30) is shown twice: fire on the first
+        # pass only, as cron does (wildcard times such as hourly keep firing by real time).
+        while moment.replace(tzinfo=None) <= start.replace(tzinfo=None):
+            moment = times.get_next(datetime)
+    return moment.astimezone(UTC)
+
+
+def _wildcard_time(expression: str) -> bool:
+    fields = expression.split()
+    time_of_day = fields[:3] if len(fields) == 6 else fields[:2]
+    return any(field.startswith("*") for field in time_of_day)
 
 
 def _cron(expression: str, start: datetime) -> croniter:
@@ -142,6 +165,8 @@ def _within(schedule: Schedule, moment: datetime) -> datetime | None:
 def _zone(name: str | None) -> ZoneInfo:
     if name is None:
         return ZoneInfo("UTC")
+    if not isinstance(name, str):
+        raise ConfigError(f"timezone must be an IANA time zone name, got {name!r}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
