@@ -6,8 +6,9 @@ CANCELLED, with a CANCELLED result and event, and so are its own dependents, tra
 
 Workers run :class:`DependencyResolver` right after they record outcomes (while waiting tasks
 exist) and every second otherwise (less often where a pass is slow), so a worker that died
-between finishing a dependency and releasing its dependents delays them; it never strands them. Moves are
-compare-and-set on the status (WAITING -> ...), so any number of resolvers may run at once.
+between finishing a dependency and releasing its dependents delays them; it never strands them.
+Moves are compare-and-set on the status (WAITING -> ...), so any number of resolvers may run at
+once.
 """
 
 from __future__ import annotations

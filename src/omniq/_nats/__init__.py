@@ -22,7 +22,9 @@ durable pull consumers    ``omniq-<hash of p, q, band>`` on the bucket's stream 
 ``KV omniq_records``      Records (schedules, worker heartbeats): ``<p>.<kind>.<key>`` (escaped;
                           hashed when empty or long) -> msgpack ``(version, key, data)``; the
                           contract's version lives in the value, every write is a compare-and-set
-                          on the key's revision (see :mod:`omniq._nats.records`).
+                          on the key's revision (see :mod:`omniq._nats.records`). Also the
+                          index of WAITING tasks: kind ``omniq-waiting``, one entry per task,
+                          and ``omniq-index/waiting`` (see :mod:`omniq._nats.waiting`).
 ``omniq.wake.<p>``        Core NATS (no storage): "a task may be due in (queue, band) at time t",
                           sent after writes that make a task claimable: tells idle workers of
                           bands they do not long-poll yet (see :mod:`omniq._nats.pairs`).
@@ -50,7 +52,8 @@ are wall-clock times written by other hosts): keep hosts NTP-synchronised.
 
 Modules: :mod:`~omniq._nats.client` (connection, requests, pulls), :mod:`~omniq._nats.kv`
 (key-value calls), :mod:`~omniq._nats.keys` (task records, idempotency keys),
-:mod:`~omniq._nats.records` (versioned records),
+:mod:`~omniq._nats.records` (versioned records), :mod:`~omniq._nats.waiting` (the index of
+WAITING tasks),
 :mod:`~omniq._nats.pairs` (bands, long-polls, wake-ups), :mod:`~omniq._nats.layout` (names).
 """
 

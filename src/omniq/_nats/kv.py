@@ -143,12 +143,21 @@ class KeyValueOps:
         msg = await self.request(f"$JS.API.DIRECT.GET.{stream}.{kv_subject(bucket, key)}")
         return _entry(msg, bucket, markers)
 
-    async def kv_find(self, bucket: str, pattern: str) -> Entry | None:
-        """The latest value of the one key matching a wildcard pattern, or None."""
+    async def kv_get_many(self, bucket: str, keys: Sequence[str]) -> list[Entry | None]:
+        """The latest values of many keys at once (None where absent or deleted)."""
+        stream = bucket_stream(bucket)
+        items = [
+            (f"$JS.API.DIRECT.GET.{stream}.{kv_subject(bucket, key)}", b"", None) for key in keys
+        ]
+        return [_entry(msg, bucket) for msg in await self.requests(items)]
+
+    async def kv_find(self, bucket: str, pattern: str, *, markers: bool = False) -> Entry | None:
+        """The latest value of the one key matching a wildcard pattern, or None (with
+        ``markers``: the latest message of any matching key, a delete marker included)."""
         stream = bucket_stream(bucket)
         body = _json({"last_by_subj": kv_subject(bucket, pattern)})
         msg = await self.request(f"$JS.API.DIRECT.GET.{stream}", body)
-        return _entry(msg, bucket)
+        return _entry(msg, bucket, markers)
 
     async def kv_scan(self, bucket: str, pattern: str) -> list[Entry]:
         """The latest value of every live key matching ``pattern`` (a server-side filter),

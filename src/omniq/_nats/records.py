@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import msgspec
 
-from omniq._nats.client import CasConflict, Client
+from omniq._nats.client import CasConflict, Client, Write
 from omniq._nats.keys import MARKER_TTL
 from omniq._nats.layout import RECORDS_BUCKET, record_key, record_token
 
-__all__ = ["delete", "get", "list_kind", "write"]
+__all__ = ["delete", "delete_write", "get", "list_kind", "put_write", "write"]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(tuple[int, str, bytes]).decode
@@ -82,3 +82,15 @@ async def delete(client: Client, project_token: str, kind: str, key: str) -> boo
         except CasConflict:
             continue  # written (or deleted) meanwhile: look again
         return True
+
+
+def put_write(project_token: str, kind: str, key: str, data: bytes) -> Write:
+    """An unconditional write of a record at version 1, to send in a batch: only for records
+    written once and never swapped (entries of the waiting index)."""
+    return Write(record_key(project_token, kind, key), _encode((1, key, data)))
+
+
+def delete_write(project_token: str, kind: str, key: str, marker_ttl: str = MARKER_TTL) -> Write:
+    """An unconditional delete of a record (a purge marker that expires after ``marker_ttl``),
+    to send in a batch: only for records nobody swaps (entries of the waiting index)."""
+    return Write(record_key(project_token, kind, key), b"", ttl=marker_ttl, purge=True)

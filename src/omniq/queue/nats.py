@@ -30,10 +30,13 @@ key's revision).
 - **Records** (schedules, worker heartbeats): :mod:`omniq._nats.records` (bucket
   ``omniq_records``; the contract's version inside the value, each write a compare-and-set on
   the key's revision).
+- **Waiting tasks** (listed every second by the dependency resolver): an index of record
+  entries, one per WAITING task, written before the task (:mod:`omniq._nats.waiting`);
+  ``list_tasks(status=WAITING)`` reads the index and gets only those tasks.
 - ``enqueue_many`` is atomic per task, not for the whole batch (JetStream has no multi-key
-  transaction); ``list_tasks``/``count``/``purge`` read every task of the project (or queue)
-  through a short-lived consumer: fine for operations, not for hot paths. Final tasks stay in the
-  bucket (dead letters included) until purged.
+  transaction); the other ``list_tasks`` calls, ``count`` and ``purge`` read every task of the
+  project (or queue) through a short-lived consumer: fine for operations, not for hot paths.
+  Final tasks stay in the bucket (dead letters included) until purged.
 
 Events: NATS has no event storage in OmniQ; give the worker another one (SQLite, PostgreSQL,
 files). Durability: the buckets use file storage (they survive a server restart); with a
@@ -66,6 +69,7 @@ from omniq._nats.layout import (
     wake_subject,
 )
 from omniq._nats.pairs import Pair, Poller, wake_payload
+from omniq._nats.waiting import WaitingIndex
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.errors import StorageError
@@ -137,6 +141,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         self._client: Client | None = None
         self._setup: asyncio.Future[Client] | None = None
         self._poller = Poller(self._p, self.project_name, self.ack_wait)
+        self._waiting = WaitingIndex(self._p)
         # Our last write of each task we claimed: (revision, task), for compare-and-set.
         self._held: dict[str, tuple[int, Task]] = {}
         self._claim_queues: list[str] | None = self.queues
@@ -182,6 +187,10 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
 
     async def _insert(self, tasks: list[Task]) -> list[str]:
         client = await self._c()
+        await self._waiting.start(client)
+        waiting = [t for t in tasks if t.status is TaskStatus.WAITING]
+        if waiting:  # indexed first: a crash in between leaves only an entry without its task
+            await self._waiting.add(client, [(self._key(t), t) for t in waiting])
         await self._poller.register(client, {(t.queue_name, band(t.priority)) for t in tasks})
         plain = [t for t in tasks if t.key is None]
         first_of_key = {t.key: t for t in reversed(tasks) if t.key is not None}
@@ -195,6 +204,13 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 raise outcome
         holder_of = dict(zip(first_of_key, holders, strict=True))
         ids = [t.id if t.key is None else holder_of[t.key] for t in tasks]
+        if waiting:  # keyed tasks that another live task stood in for: never stored
+            unused = [
+                t.id
+                for i, t in zip(ids, tasks, strict=True)
+                if i != t.id and t.status is TaskStatus.WAITING
+            ]
+            await self._waiting.drop(client, unused)
         now = utcnow()
         stored = [t for i, t in zip(ids, tasks, strict=True) if i == t.id]
         await self._wake(client, [t for t in stored if t.status in CLAIMABLE], now)
@@ -416,12 +432,17 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             new = task.evolve(**changes)
             if new.key is not None and task.status.is_final and not new.status.is_final:
                 await keys.retake_key(client, self._p, entry.key, new)
+            was_waiting = task.status is TaskStatus.WAITING
+            if new.status is TaskStatus.WAITING and not was_waiting:
+                await self._waiting.add(client, [(entry.key, new)])  # indexed first
             try:
                 await client.kv_write(
                     TASKS_BUCKET, entry.key, encode_task(new), last=entry.revision
                 )
             except CasConflict:
                 continue
+            if was_waiting and new.status is not TaskStatus.WAITING:
+                await self._waiting.drop(client, [task_id])
             if new.status in CLAIMABLE:
                 await self._wake(client, [new])
             return new
@@ -429,6 +450,8 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
     async def _list(
         self, queue_name: str | None, status: TaskStatus | None, limit: int
     ) -> list[Task]:
+        if status is TaskStatus.WAITING:
+            return await self._waiting.list(await self._c(), queue_name, limit)
         entries = await self._scan(queue_name)
         tasks = [decode_task(e.value) for e in entries]
         tasks = [t for t in tasks if status is None or t.status is status]
@@ -444,6 +467,8 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
     async def _purge(self, queue_name: str | None) -> int:
         client = await self._c()
 
+        unindex: list[str] = []
+
         async def drop(entry: Entry) -> bool:
             task = decode_task(entry.value)
             if task.status is TaskStatus.RUNNING:
@@ -456,9 +481,12 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 return False  # changed meanwhile (claimed, say): left alone
             if task.key is not None:
                 await keys.drop_key(client, self._p, task.key, entry.key)
+            if task.status is TaskStatus.WAITING:
+                unindex.append(task.id)
             return True
 
         dropped = await asyncio.gather(*map(drop, await self._scan(queue_name)))
+        await self._waiting.drop(client, unindex)
         return sum(dropped)
 
     async def _get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
