@@ -22,6 +22,8 @@ __all__ = ["AsyncProcessPoolWorker", "ProcessPoolWorker"]
 class AsyncProcessPoolWorker(BaseWorker):
     """Runs every task in one of ``max_workers`` child processes (sync and async functions)."""
 
+    kind = "process_pool"
+
     def __init__(self, *, max_tasks_per_child: int | None = None, **options: Any) -> None:
         """
         Args:
