@@ -19,10 +19,27 @@ from typing import Any
 
 import msgspec
 
-from omniq._nats.kv import ApiError, CasConflict, ConsumerGone, Entry, KeyValueOps, Write
+from omniq._nats.kv import (
+    ApiError,
+    CasConflict,
+    ConsumerGone,
+    Entry,
+    KeyValueOps,
+    Write,
+    delivery_info,
+)
 from omniq.errors import StorageError, require
 
-__all__ = ["ApiError", "CasConflict", "Client", "ConsumerGone", "Entry", "Write", "acquire"]
+__all__ = [
+    "ApiError",
+    "CasConflict",
+    "Client",
+    "ConsumerGone",
+    "Entry",
+    "Write",
+    "acquire",
+    "delivery_info",
+]
 
 logger = logging.getLogger("omniq.nats")
 
@@ -32,14 +49,38 @@ _CONSUMER_EXISTS = frozenset({10013, 10105, 10148})
 
 
 class _Inbox:
-    """A consumer's pull inbox in this client, and the lock its pulls take turns on."""
+    """A consumer's pull inbox in this client (a callback subscription kept between pulls), the
+    lock its pulls take turns on, and what the pull in progress has collected."""
 
-    __slots__ = ("lock", "sub", "subject")
+    __slots__ = ("done", "lock", "msgs", "status", "sub", "subject", "wanted")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.sub: Any = None
         self.subject = ""
+        self.msgs: list[Any] = []
+        self.wanted = 0
+        self.status: tuple[str, str] | None = None
+        self.done: asyncio.Future[None] | None = None
+
+    async def on_msg(self, msg: Any) -> None:
+        """Subscription callback: a delivery, or the status message that ends a pull."""
+        done = self.done
+        headers = msg.headers
+        code = headers.get("Status") if headers else None
+        if code is not None and not msg.data:
+            if code != "100" and done is not None and not done.done():  # not a heartbeat
+                self.status = (code, str(headers.get("Description", "")))
+                done.set_result(None)
+            return
+        if done is None or done.done():
+            # No pull waits for it (its pull gave up): hand it back at once.
+            with contextlib.suppress(Exception):
+                await msg.respond(b"-NAK")
+            return
+        self.msgs.append(msg)
+        if len(self.msgs) >= self.wanted:
+            done.set_result(None)
 
     async def drop(self) -> None:
         sub, self.sub = self.sub, None
@@ -258,7 +299,7 @@ class Client(KeyValueOps):
                 tokens.append(token)
                 self._replies[token] = (batch, i)
                 await nc.publish(subject, payload, reply=token, headers=headers)
-            await asyncio.wait_for(asyncio.shield(batch.done), REQUEST_TIMEOUT)
+            await _within(batch.done, REQUEST_TIMEOUT)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise StorageError(
                 f"NATS at {self.describe()}: {len(items)} requests: {exc!r}"
@@ -286,8 +327,9 @@ class Client(KeyValueOps):
         """Up to ``batch`` messages available now (``no_wait``); never waits for new ones.
 
         Deliveries carry the stream's subject, not the inbox, so concurrent pulls cannot share
-        an inbox: pulls from one consumer take turns on its inbox (kept between pulls), and a
-        pull that times out drops it, so nothing late lands in the next pull.
+        an inbox: pulls from one consumer take turns on its inbox (kept between pulls; a
+        callback collects each pull's messages), and a pull that times out or is cancelled drops
+        it, so nothing late lands in the next pull (a delivery no pull waits for is handed back).
         """
         nc = await self.nc()
         nats = _driver()
@@ -295,50 +337,37 @@ class Client(KeyValueOps):
         if inbox is None:
             inbox = self._pull_inboxes[consumer] = _Inbox()
         async with inbox.lock:
+            done = inbox.done = self.loop.create_future()
+            inbox.msgs, inbox.wanted, inbox.status = [], batch, None
             try:
                 if inbox.sub is None:
                     inbox.subject = nc.new_inbox()
-                    inbox.sub = await nc.subscribe(inbox.subject)
+                    inbox.sub = await nc.subscribe(inbox.subject, cb=inbox.on_msg)
                 await nc.publish(
                     f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
                     _json({"batch": batch, "no_wait": True}),
                     reply=inbox.subject,
                 )
+                await _within(done, timeout)
+            except TimeoutError:  # before OSError, its base class: keep what came, if anything
+                await inbox.drop()
+                inbox.status = ("timeout", "")
             except (nats.errors.Error, OSError) as exc:
                 await inbox.drop()
                 raise StorageError(f"NATS at {self.describe()}: pull {consumer}: {exc!r}") from exc
-            msgs, status, description = await self._collect(inbox, batch, timeout)
+            except asyncio.CancelledError:
+                await inbox.drop()  # the rest of this pull must not land in the next one
+                raise
+            finally:
+                inbox.done = None
+            msgs, (status, description) = inbox.msgs, inbox.status or (None, "")
+            inbox.msgs = []
         if status == "503" or (status == "409" and "Deleted" in description):
             self.forget_consumer(stream, consumer)
             raise ConsumerGone(f"consumer {consumer} of {stream} is gone: {description}")
         if status == "timeout" and not msgs:
             raise StorageError(f"NATS at {self.describe()}: pull from {consumer} timed out")
         return msgs
-
-    async def _collect(
-        self, inbox: _Inbox, batch: int, timeout: float
-    ) -> tuple[list[Any], str | None, str]:
-        """The messages of one pull: until ``batch`` came or a status message ends it."""
-        nats = _driver()
-        assert inbox.sub is not None
-        msgs: list[Any] = []
-        deadline = self.loop.time() + timeout
-        while len(msgs) < batch:
-            try:
-                msg = await inbox.sub.next_msg(timeout=max(deadline - self.loop.time(), 0.001))
-            except (TimeoutError, nats.errors.TimeoutError):
-                await inbox.drop()
-                return msgs, "timeout", ""
-            except nats.errors.Error:
-                await inbox.drop()
-                return msgs, "timeout", ""
-            headers = msg.headers
-            code = headers.get("Status") if headers else None
-            if code is None or msg.data:
-                msgs.append(msg)
-            elif code != "100":  # not a heartbeat: the end of this pull
-                return msgs, code, str(headers.get("Description", ""))
-        return msgs, None, ""
 
     async def release_inbox(self, consumer: str) -> None:
         """Forget a consumer's pull inbox (a scan's consumer, when the scan is done)."""
@@ -368,6 +397,21 @@ class Client(KeyValueOps):
         task = self.loop.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+async def _within(future: asyncio.Future[None], timeout: float) -> None:
+    """Wait at most ``timeout`` seconds for a future that only this caller awaits: one timer,
+    without the wrapping futures of ``asyncio.wait_for`` and ``shield`` (a hot path)."""
+    timer = future.get_loop().call_later(timeout, _expire, future)
+    try:
+        await future
+    finally:
+        timer.cancel()
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 _nats: Any = None

@@ -14,7 +14,15 @@ import msgspec
 from omniq._nats.layout import bucket_stream, kv_subject
 from omniq.errors import StorageError
 
-__all__ = ["ApiError", "CasConflict", "ConsumerGone", "Entry", "KeyValueOps", "Write"]
+__all__ = [
+    "ApiError",
+    "CasConflict",
+    "ConsumerGone",
+    "Entry",
+    "KeyValueOps",
+    "Write",
+    "delivery_info",
+]
 
 logger = logging.getLogger("omniq.nats")
 
@@ -48,6 +56,16 @@ class Entry:
     revision: int
     value: bytes
     deleted: bool = False  # a delete/purge marker (its revision is what a re-create expects)
+
+
+def delivery_info(msg: Any) -> tuple[int, int]:
+    """A delivered message's stream sequence and how many messages were pending behind it, read
+    from its ack subject (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.
+    <time>.<pending>``, or the newer form with domain and account hash after ``ACK``) without
+    building the driver's metadata objects."""
+    tokens = msg.reply.split(".")
+    offset = 0 if len(tokens) == 9 else 2
+    return int(tokens[5 + offset]), int(tokens[8 + offset])
 
 
 class _PubAck(msgspec.Struct):
@@ -188,7 +206,7 @@ class KeyValueOps:
                     if headers.get("KV-Operation") in ("DEL", "PURGE"):
                         continue
                     key = msg.subject[len(bucket) + 5 :]
-                    entries.append(Entry(key, msg.metadata.sequence.stream, msg.data))
+                    entries.append(Entry(key, delivery_info(msg)[0], msg.data))
         finally:
             await self.release_inbox(name)
             self.spawn(self._delete_consumer(stream, name))

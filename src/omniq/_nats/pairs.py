@@ -12,7 +12,10 @@ queue strands nothing. Pairs the worker does not know yet are announced by wake-
 Pulling: a pair is pulled when something says it may have a message (a delivery, a wake-up, a
 due delay) or when it was last pulled more than ``SWEEP_S`` ago; a pull that finds it empty marks
 it quiet. So a claim costs one pull per non-empty band in steady state, and anything nothing
-announced is found within ``SWEEP_S`` by the next claim.
+announced is found within ``SWEEP_S`` by the next claim. A busy claimer prefetches: when at most
+one claim's worth is stashed, it pulls up to ``PREFETCH_CLAIMS`` claims' worth, the pull request
+leaving in the same write as that claim's compare-and-sets (a claim is then one round trip, and
+a pull serves several claims).
 """
 
 from __future__ import annotations
@@ -41,7 +44,15 @@ from omniq._nats.layout import (
 from omniq._notify import Signal
 from omniq.errors import StorageError
 
-__all__ = ["SWEEP_S", "TASKS_STREAM", "Pair", "PairBook", "Poller", "wake_payload"]
+__all__ = [
+    "PREFETCH_CLAIMS",
+    "SWEEP_S",
+    "TASKS_STREAM",
+    "Pair",
+    "PairBook",
+    "Poller",
+    "wake_payload",
+]
 
 logger = logging.getLogger("omniq.nats")
 
@@ -50,6 +61,7 @@ _INACTIVE_NS = 7 * 86400 * 1_000_000_000  # unused consumers go away (re-created
 
 SWEEP_S = 1.0  # pull a quiet pair at least this often (finds what nothing announced)
 STASH_S = 0.05  # a delivery (long-poll, prefetch) no claim took by then goes back to the stream
+PREFETCH_CLAIMS = 4  # a busy claimer's prefetch holds up to this many claims' worth
 DUE_SLACK_S = 0.005  # wake this long after a delay ends (the server's timer fires within ~2 ms)
 
 _decode_wake = msgspec.msgpack.Decoder(list[tuple[str, int, float]]).decode

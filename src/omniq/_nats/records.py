@@ -39,12 +39,16 @@ async def get(client: Client, project_token: str, kind: str, key: str) -> tuple[
     return version, data
 
 
-async def list_kind(client: Client, project_token: str, kind: str) -> list[tuple[str, int, bytes]]:
-    """Every record of ``kind`` as ``(key, version, data)``, ordered by key."""
+async def list_kind(
+    client: Client, project_token: str, kind: str, *, by_key: bool = True
+) -> list[tuple[str, int, bytes]]:
+    """Every record of ``kind`` as ``(key, version, data)``, ordered by key (with ``by_key``
+    False: in the order they were last written, as the scan delivers them)."""
     pattern = f"{project_token}.{record_token(kind)}.*"
     entries = await client.kv_scan(RECORDS_BUCKET, pattern)
     found = [(key, version, data) for version, key, data in (_decode(e.value) for e in entries)]
-    found.sort(key=lambda record: record[0])
+    if by_key:
+        found.sort(key=lambda record: record[0])
     return found
 
 

@@ -5,6 +5,8 @@ An entry is a record (:mod:`omniq._nats.records`) of kind ``omniq-waiting`` keye
 ``<p>.omniq-waiting.<id>`` in ``omniq_records``, whose data is msgpack ``[created_us, task key,
 written_at]``: the task's ``created_at`` in microseconds (the listing order), its key in
 ``omniq_tasks`` (a direct get, and its queue without a get) and the writer's clock (``time.time``).
+Tasks created together (one ``enqueue_many``) share ``created_at``: the listing keeps them in the
+order their entries were written, which is the order they were enqueued.
 
 Invariant: every WAITING task has an entry. An entry without a WAITING task is only stale.
 
@@ -119,7 +121,8 @@ class WaitingIndex:
         queue = None if queue_name is None else token(queue_name)
         found: list[tuple[int, str, _Entry]] = []
         stale: list[str] = []
-        for task_id, _, data in await records.list_kind(client, self._p, KIND):
+        # In write order: entries written together (one enqueue_many) keep their order below.
+        for task_id, _, data in await records.list_kind(client, self._p, KIND, by_key=False):
             try:
                 entry = _decode_entry(data)
             except msgspec.DecodeError:
@@ -127,7 +130,7 @@ class WaitingIndex:
                 continue
             if queue is None or entry.task_key.split(".")[2] == queue:
                 found.append((entry.created_us, task_id, entry))
-        found.sort(key=lambda item: item[:2])
+        found.sort(key=lambda item: item[0])  # oldest first; ties: the order of enqueueing
         tasks: list[Task] = []
         now = time.time()
         for start in range(0, len(found), _FETCH):
@@ -146,7 +149,6 @@ class WaitingIndex:
                 else:
                     stale.append(task_id)
         await self.drop(client, stale)
-        tasks.sort(key=lambda t: (t.created_at, t.id))
         return tasks[:limit]
 
     async def _reconcile_if_due(self, client: Client) -> None:

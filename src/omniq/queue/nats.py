@@ -54,7 +54,7 @@ from typing import Any
 import msgspec
 
 from omniq._nats import keys, records
-from omniq._nats.client import CasConflict, Client, Entry, Write, acquire
+from omniq._nats.client import CasConflict, Client, Entry, Write, acquire, delivery_info
 from omniq._nats.keys import MARKER_TTL, decode_status, decode_task, encode_task
 from omniq._nats.layout import (
     KEYS_BUCKET,
@@ -68,11 +68,11 @@ from omniq._nats.layout import (
     token,
     wake_subject,
 )
-from omniq._nats.pairs import Pair, Poller, wake_payload
+from omniq._nats.pairs import PREFETCH_CLAIMS, Pair, Poller, wake_payload
 from omniq._nats.waiting import WaitingIndex
 from omniq._sync import SyncTwin
 from omniq.config import Settings
-from omniq.errors import StorageError
+from omniq.errors import StorageError, require
 from omniq.models import Task, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
@@ -133,6 +133,9 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         super().__init__(
             project_name=project_name, queues=queues, serializer=serializer, settings=settings
         )
+        # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
+        # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
+        require("nats.aio.client", "nats")
         self.servers = servers_list(servers)
         self.ack_wait = float(ack_wait or self.settings.LEASE_TIMEOUT)
         self.replicas = replicas
@@ -240,30 +243,43 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         for pair in book.ordered(queues):
             if len(taken) >= limit:
                 break
-            if pair.prefetch is not None and len(pair.stash) < limit - len(taken):
-                await pair.prefetch
-            stashed = book.take(pair, limit - len(taken))
-            if stashed:
-                taken += await self._take(client, pair, stashed, worker_id, now, lease_until)
-                if not pair.stash and stashed[-1].metadata.num_pending == 0:
-                    pair.quiet_at = pair.news  # nothing else was waiting behind it
-            while len(taken) < limit and pair.worth_pulling(loop.time()):
+            while len(taken) < limit:
                 wanted = limit - len(taken)
-                msgs = await self._poller.pull(client, pair, wanted)
+                if pair.prefetch is not None and len(pair.stash) < wanted:
+                    await pair.prefetch  # its messages come before a newer pull's
+                msgs = book.take(pair, wanted)
+                if msgs:
+                    last = not pair.stash and delivery_info(msgs[-1])[1] == 0
+                    if not last:
+                        # The next claims' pull leaves with these compare-and-sets (one write
+                        # to the socket, one wake-up of the server).
+                        self._prefetch(client, pair, limit, loop.time())
+                    taken += await self._take(client, pair, msgs, worker_id, now, lease_until)
+                    if last and not pair.stash:
+                        pair.quiet_at = pair.news  # nothing else was waiting behind them
+                    continue
+                if not pair.worth_pulling(loop.time()):
+                    break
+                msgs = await poller.pull(client, pair, wanted)
                 taken += await self._take(client, pair, msgs, worker_id, now, lease_until)
                 if len(msgs) < wanted:
                     break
-            ahead = 2 * limit - len(pair.stash)
-            if (
-                taken
-                and pair.prefetch is None
-                and ahead >= limit
-                and pair.worth_pulling(loop.time())
-            ):
-                # Fetch the next claims' messages meanwhile (a prefetch, handed back unused after
-                # STASH_S): a claim then costs one round trip, its compare-and-set.
-                pair.prefetch = asyncio.ensure_future(self._poller.prefetch(client, pair, ahead))
+            if taken:
+                self._prefetch(client, pair, limit, loop.time())
         return taken
+
+    def _prefetch(self, client: Client, pair: Pair, limit: int, now: float) -> None:
+        """Fetch the next claims' messages meanwhile (handed back unused after ``STASH_S``), so
+        that a claim costs one round trip, its compare-and-sets: when at most one claim's worth
+        is left, pull up to ``PREFETCH_CLAIMS`` claims' worth (few, larger pulls)."""
+        ahead = PREFETCH_CLAIMS * limit - len(pair.stash)
+        if (
+            pair.prefetch is None
+            and len(pair.stash) <= limit
+            and ahead > 0
+            and pair.worth_pulling(now)
+        ):
+            pair.prefetch = asyncio.ensure_future(self._poller.prefetch(client, pair, ahead))
 
     async def _take(
         self,
@@ -307,7 +323,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 started_at=now,
             )
             key = msg.subject[len(TASKS_BUCKET) + 5 :]
-            chosen.append((key, claimed, msg.metadata.sequence.stream))
+            chosen.append((key, claimed, delivery_info(msg)[0]))
         if not chosen:
             return []
         writes = [Write(key, encode_task(task), last=revision) for key, task, revision in chosen]

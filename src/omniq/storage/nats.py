@@ -93,6 +93,9 @@ class AsyncNATSResultStorage(AsyncResultStorage):
                 ``max_age`` when this object creates it.
         """
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
+        # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
+        # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
+        require("nats.aio.client", "nats")
         self.servers = servers_list(servers)
         self.replicas = replicas
         self._options = dict(connect_options or {})
