@@ -102,3 +102,14 @@ def burn(ms: float) -> int:
     while time.perf_counter() < deadline:
         n += 1
     return n
+
+
+def wait_for_gate(started: str, gate: str, seconds: float = 60.0) -> int:
+    """Mark that it started, then wait until the file ``gate`` exists (at most ``seconds``).
+
+    Returns the pid of the process that ran it."""
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + seconds
+    while not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()

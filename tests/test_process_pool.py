@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 import taskfns
 from conftest import wait_until
 
+from omniq.errors import ConfigError
 from omniq.models import TaskStatus
 from omniq.queue import AsyncSQLiteTaskQueue
 from omniq.storage import AsyncSQLiteResultStorage
@@ -117,3 +121,178 @@ def test_sync_twin(tmp_path: Path) -> None:
             assert worker.get_result(task_id, timeout=30).unwrap() > 0
         finally:
             worker.stop()
+
+
+# --- prefetch: tasks waiting in a busy child's pipe ---------------------------------------------
+
+
+def _queued_in_child(worker: AsyncProcessPoolWorker) -> int:
+    """How many tasks wait in the children's pipes behind a running one (white box: it shows
+    that a test sets up the situation it means to test)."""
+    pool = worker._pool
+    return 0 if pool is None else sum(len(child.queued) for child in pool._children)
+
+
+async def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+async def test_prefetch_runs_many_short_tasks_each_exactly_once(stores, tmp_path: Path) -> None:
+    queue, results = stores
+    log = tmp_path / "runs.log"
+    async with AsyncProcessPoolWorker(
+        queue=queue, result_store=results, max_workers=2, prefetch=2, poll_interval=0.05
+    ) as worker:
+        assert worker.max_workers == 6  # two children, each with two more tasks in its pipe
+        ids = [await queue.enqueue(taskfns.record, args=(str(log), i)) for i in range(200)]
+        values = [(await results.get(i, wait=True, timeout=60)).unwrap() for i in ids]
+    assert values == list(range(200))
+    runs = [int(line) for line in log.read_text().split()]
+    assert sorted(runs) == list(range(200))  # every task ran, and none twice
+    statuses = {(await queue.get_task(i)).status for i in ids}
+    assert statuses == {TaskStatus.SUCCESS}
+
+
+@pytest.mark.parametrize("cancelled_position", [0, 1])
+async def test_prefetch_a_cancelled_queued_task_is_skipped(
+    stores, tmp_path: Path, cancelled_position: int
+) -> None:
+    queue, results = stores
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    async with AsyncProcessPoolWorker(
+        queue=queue,
+        result_store=results,
+        max_workers=1,
+        prefetch=2,
+        poll_interval=0.05,
+        lease_timeout=1.5,
+    ) as worker:
+        blocker = await queue.enqueue(
+            taskfns.wait_for_gate, args=(str(started), str(gate)), max_retries=0
+        )
+        await wait_until(lambda: _exists(started), timeout=30)
+        # Two tasks claimed while the only child runs: both wait in its pipe.
+        queued = [
+            await queue.enqueue(taskfns.record, args=(str(tmp_path / f"ran-{n}"), n), max_retries=0)
+            for n in range(2)
+        ]
+        await wait_until(lambda: _queued_in_child(worker) == 2, timeout=30)
+        victim = queued[cancelled_position]
+        survivor = queued[1 - cancelled_position]
+        assert await queue.cancel(victim)
+        cancelled = await results.get(victim, wait=True, timeout=30)
+        gate.write_text("go")  # the blocker ends only now: the victim was skipped, not stopped
+        blocker_pid = (await results.get(blocker, wait=True, timeout=30)).unwrap()
+        assert (await results.get(survivor, wait=True, timeout=30)).unwrap() == 1 - (
+            cancelled_position
+        )
+        # The skip cost no child: the survivor ran in the blocker's child.
+        after = await queue.enqueue(taskfns.pid)
+        assert (await results.get(after, wait=True, timeout=30)).unwrap() == blocker_pid
+    assert cancelled.status is TaskStatus.CANCELLED
+    assert (await queue.get_task(victim)).status is TaskStatus.CANCELLED
+    assert not (tmp_path / f"ran-{cancelled_position}").exists()  # it never ran
+    assert (tmp_path / f"ran-{1 - cancelled_position}").read_text() == f"{1 - cancelled_position}\n"
+    assert (await queue.get_task(survivor)).status is TaskStatus.SUCCESS
+
+
+async def test_prefetch_never_queues_a_task_with_a_timeout_behind_a_busy_child(
+    stores, tmp_path: Path
+) -> None:
+    """Both children busy, then a task with a timeout: it must wait for whichever child is idle
+    first, not in the pipe of a busy one (where it would wait for that child's task)."""
+    queue, results = stores
+    started = [tmp_path / "started-0", tmp_path / "started-1"]
+    gates = [tmp_path / "gate-0", tmp_path / "gate-1"]
+    async with AsyncProcessPoolWorker(
+        queue=queue, result_store=results, max_workers=2, prefetch=2, poll_interval=0.05
+    ):
+        blockers = []
+        for n in range(2):  # one at a time: the first child gets the first, the second the next
+            blockers.append(
+                await queue.enqueue(
+                    taskfns.wait_for_gate, args=(str(started[n]), str(gates[n])), max_retries=0
+                )
+            )
+            await wait_until(lambda n=n: _exists(started[n]), timeout=30)
+        timed = await queue.enqueue(taskfns.pid, timeout=60, max_retries=0)
+
+        async def claimed() -> bool:
+            return (await queue.get_task(timed)).status is TaskStatus.RUNNING
+
+        # Claimed while both children are busy; had it been queued, then behind blocker 0.
+        await wait_until(claimed, timeout=30)
+        await asyncio.sleep(0.2)  # handed to the pool
+        gates[1].write_text("go")  # only the second child becomes idle
+        try:
+            second_pid = (await results.get(blockers[1], wait=True, timeout=30)).unwrap()
+            result = await results.get(timed, wait=True, timeout=30)
+            first_still_blocked = (await queue.get_task(blockers[0])).status
+        finally:
+            gates[0].write_text("go")
+        assert (await results.get(blockers[0], wait=True, timeout=30)).status is (
+            TaskStatus.SUCCESS
+        )
+    assert first_still_blocked is TaskStatus.RUNNING
+    assert result.status is TaskStatus.SUCCESS and result.unwrap() == second_pid
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+async def test_a_task_with_a_timeout_does_not_time_out_waiting_for_a_child(
+    stores, tmp_path: Path, prefetch: int
+) -> None:
+    queue, results = stores
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    async with AsyncProcessPoolWorker(
+        queue=queue, result_store=results, max_workers=1, prefetch=prefetch, poll_interval=0.05
+    ):
+        blocker = await queue.enqueue(
+            taskfns.wait_for_gate, args=(str(started), str(gate)), max_retries=0
+        )
+        await wait_until(lambda: _exists(started), timeout=30)
+        timed = await queue.enqueue(taskfns.add, args=(20, 22), timeout=1, max_retries=0)
+
+        async def claimed() -> bool:
+            return (await queue.get_task(timed)).status is TaskStatus.RUNNING
+
+        # Claimed (a worker that claims it only for an idle child never does: then wait 2 s).
+        with contextlib.suppress(AssertionError):
+            await wait_until(claimed, timeout=2)
+        await asyncio.sleep(1.5)  # longer than its timeout, counted from the claim
+        gate.write_text("go")
+        assert (await results.get(blocker, wait=True, timeout=30)).status is TaskStatus.SUCCESS
+        result = await results.get(timed, wait=True, timeout=30)
+    assert result.status is TaskStatus.SUCCESS, result.error
+    assert result.unwrap() == 42
+
+
+async def test_prefetch_keeps_max_tasks_per_child(stores) -> None:
+    queue, results = stores
+    async with AsyncProcessPoolWorker(
+        queue=queue,
+        result_store=results,
+        max_workers=2,
+        prefetch=2,
+        max_tasks_per_child=3,
+        poll_interval=0.05,
+    ):
+        ids = [await queue.enqueue(taskfns.pid) for _ in range(18)]
+        pids = Counter([(await results.get(i, wait=True, timeout=60)).unwrap() for i in ids])
+    assert sum(pids.values()) == 18
+    assert max(pids.values()) <= 3, pids
+    assert len(pids) >= 6
+
+
+@pytest.mark.parametrize("prefetch", [-1, "2", 1.5, True, None])
+async def test_prefetch_is_validated(stores, prefetch: object) -> None:
+    queue, results = stores
+    with pytest.raises(ConfigError, match="prefetch"):
+        AsyncProcessPoolWorker(queue=queue, result_store=results, prefetch=prefetch)
+    with pytest.raises(ConfigError, match="prefetch"):
+        ProcessPoolWorker(queue=queue, result_store=results, prefetch=prefetch)
+
+
+async def test_prefetch_zero_claims_only_for_idle_children(stores) -> None:
+    queue, results = stores
+    worker = AsyncProcessPoolWorker(queue=queue, result_store=results, max_workers=2, prefetch=0)
+    assert worker.max_workers == 2

@@ -30,6 +30,7 @@ import multiprocessing
 import multiprocessing.connection
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +156,7 @@ class _Job:
     child: _Child | None = None
     withdrawn: bool = False
     started: float = 0.0  # loop time it started (a queued one: when the task before it ended)
+    on_start: Callable[[], None] | None = None  # called when a child starts it
 
 
 @dataclass(eq=False)
@@ -206,15 +208,21 @@ class ChildPool:
         return self._mean_run < _SHORT_TASK
 
     async def run(
-        self, task: tuple[str, int, str, str, bytes], *, may_wait: bool
+        self,
+        task: tuple[str, int, str, str, bytes],
+        *,
+        may_wait: bool,
+        on_start: Callable[[], None] | None = None,
     ) -> tuple[str, Any]:
         """Run ``task`` (id, attempt, queue, worker id, payload); ``(kind, data)`` from the child.
 
-        ``may_wait``: the task may wait behind another in a child's pipe (see ``prefetch``)."""
+        ``may_wait``: the task may wait behind another in a child's pipe (see ``prefetch``).
+        ``on_start``: called when a child starts the task."""
         self._seq += 1
         message = _encode((self._seq, *task))
         future = asyncio.get_running_loop().create_future()
         job = _Job(self._seq, message, future, may_wait and len(message) <= _PIPE_SLACK)
+        job.on_start = on_start
         self._waiting.append(job)
         self._dispatch()
         try:
@@ -242,6 +250,8 @@ class ChildPool:
             if child.running is None:
                 child.running = job  # an idle child starts what it receives at once
                 job.started = asyncio.get_running_loop().time()
+                if job.on_start is not None:
+                    job.on_start()
             else:
                 child.queued.append(job)
 
@@ -301,6 +311,8 @@ class ChildPool:
             # It runs ``next`` now, or starts the first task it had not yet received.
             child.running = queued.popleft()
             child.running.started = now
+            if child.running.on_start is not None:
+                child.running.on_start()
 
     def _settle(self, child: _Child) -> None:
         """After answers: stop a withdrawn task that started, recycle, hand out tasks."""

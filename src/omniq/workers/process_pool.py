@@ -14,6 +14,7 @@ it started after all, its child is killed). Tasks with a timeout are not queued 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from omniq._sync import SyncTwin
@@ -31,6 +32,7 @@ class AsyncProcessPoolWorker(BaseWorker):
     """Runs every task in one of ``max_workers`` child processes (sync and async functions)."""
 
     kind = "process_pool"
+    claims_ahead = False  # its children's pipes hold the tasks ahead (``prefetch``)
     _pool: ChildPool | None = None
 
     def __init__(
@@ -84,9 +86,21 @@ class AsyncProcessPoolWorker(BaseWorker):
 
     async def _execute(self, task: Task, ctx: TaskContext) -> Any:
         assert self._pool is not None and self.serializer is not None
+        on_start = None
+        deadline = self._timeouts.get(task.id)
+        if deadline is not None and task.timeout is not None:
+            # The timeout runs from the moment a child starts the task, not while it waits for
+            # an idle child (the worker claims ahead of them while tasks are short).
+            deadline.reschedule(None)
+            loop, seconds = asyncio.get_running_loop(), task.timeout
+
+            def on_start() -> None:
+                deadline.reschedule(loop.time() + seconds)
+
         kind, data = await self._pool.run(
             (task.id, task.attempts, task.queue_name, self.worker_id, task.payload),
             may_wait=task.timeout is None,
+            on_start=on_start,
         )
         if kind == _PERMANENT:
             raise PermanentFailure(error_from(data))
