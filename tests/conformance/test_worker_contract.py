@@ -317,3 +317,67 @@ async def test_delayed_task_runs_on_time_with_a_long_poll_interval(storages: Sto
         await results.get(task_id, wait=True, timeout=10)
         waited = time.perf_counter() - started
     assert 0.25 <= waited < 2.0, waited
+
+
+async def test_claims_ahead_only_while_tasks_are_short(storages: Storages, tmp_path: Path) -> None:
+    """A worker whose tasks are short holds claimed tasks beyond its slots; they stay leased,
+    a cancel stops one before it starts, and one long task turns claiming ahead off."""
+    q, results = storages.queue, storages.results
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    log = str(tmp_path / "ran.log")
+    async with make_worker(storages, "thread", max_workers=1, lease_timeout=1.5) as worker:
+        first = await q.enqueue(taskfns.add, args=(1, 1))
+        assert (await results.get(first, wait=True, timeout=10)).unwrap() == 2
+        # Short so far: the blocker comes with two more tasks claimed ahead.
+        blocker = await q.enqueue(taskfns.wait_for_gate, args=(str(started), str(gate)))
+        waiting = [await q.enqueue(taskfns.record, args=(log, i)) for i in range(2)]
+        await wait_until(lambda: _count_is(q, TaskStatus.RUNNING, 3), timeout=10)
+        await wait_until(started.exists, timeout=10)
+        assert await q.cancel(waiting[0])
+        cancelled = await results.get(waiting[0], wait=True, timeout=10)
+        assert cancelled.status is TaskStatus.CANCELLED
+        gate.write_text("open")
+        assert (await results.get(waiting[1], wait=True, timeout=10)).unwrap() == 1
+        assert (await results.get(blocker, wait=True, timeout=10)).ok
+        # The blocker was long: now the worker claims only for its free slot.
+        started.unlink()
+        gate.unlink()
+        blocker = await q.enqueue(taskfns.wait_for_gate, args=(str(started), str(gate)))
+        later = [await q.enqueue(taskfns.record, args=(log, 10 + i)) for i in range(2)]
+        await wait_until(started.exists, timeout=10)
+        await asyncio.sleep(0.3)
+        assert await q.count(status=TaskStatus.RUNNING) == 1
+        assert await q.count(status=TaskStatus.PENDING) == 2
+        gate.write_text("open")
+        for task_id in later:
+            assert (await results.get(task_id, wait=True, timeout=10)).ok
+        await worker.join(timeout=10)
+    assert sorted(int(line) for line in Path(log).read_text().split()) == [1, 10, 11]
+
+
+async def test_graceful_stop_hands_back_tasks_claimed_ahead(
+    storages: Storages, tmp_path: Path
+) -> None:
+    """Grace over with tasks claimed ahead still waiting: they go back to the queue at once
+    with the running one, and another worker runs them all."""
+    q, results = storages.queue, storages.results
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    worker = make_worker(storages, "thread", max_workers=1)
+    await worker.start()
+    first = await q.enqueue(taskfns.add, args=(1, 1))
+    assert (await results.get(first, wait=True, timeout=10)).unwrap() == 2
+    blocker = await q.enqueue(taskfns.wait_for_gate, args=(str(started), str(gate)), max_retries=1)
+    ahead = [await q.enqueue(taskfns.add, args=(i, i)) for i in range(2)]
+    await wait_until(lambda: _count_is(q, TaskStatus.RUNNING, 3), timeout=10)
+    await wait_until(started.exists, timeout=10)
+    stopping = asyncio.ensure_future(worker.stop(timeout=0.2))
+    # The blocker is handed back with them (its thread runs on, abandoned, until the gate opens).
+    await wait_until(lambda: _count_is(q, TaskStatus.PENDING, 3), timeout=10)
+    gate.write_text("open")
+    await stopping
+    assert await q.count(status=TaskStatus.RUNNING) == 0
+    async with make_worker(storages, max_workers=2) as again:
+        for task_id in ahead:
+            assert (await results.get(task_id, wait=True, timeout=10)).ok
+        assert (await results.get(blocker, wait=True, timeout=10)).ok
+        await again.join(timeout=10)

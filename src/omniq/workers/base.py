@@ -9,6 +9,13 @@ final status; if the process dies in between, the lease lapses, the task runs ag
 once), and the result is overwritten. A task is never claimed by another worker while its lease
 is alive, because leases are renewed every third of ``lease_timeout`` while the task runs and
 until its outcome is written.
+
+Claiming ahead: while tasks are short (a mean run under ``_SHORT_TASK``), a claim's round trip
+costs more than the tasks it brings, so the worker claims up to ``_AHEAD * max_workers`` tasks
+beyond its slots: each claim brings more tasks, and the next claim is in flight while they run.
+They wait in ``_ready`` (leased and renewed like running ones) and start in claim order the
+moment a slot frees; claims never overlap, so strict queue priority holds. A graceful stop runs
+them too, within the grace period; SIGKILL leaves them to lease recovery like running ones.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import socket
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -59,6 +67,8 @@ _EXPIRY_INTERVAL = 5.0  # seconds between looks for tasks whose TTL passed
 _DEPENDENCY_INTERVAL = 1.0  # longest wait between looks at WAITING tasks
 _WRITE_RETRY_DELAY = 0.5
 _CLAIM_GATHER = 0.002  # seconds a busy worker may wait to claim for several free slots at once
+_SHORT_TASK = 0.05  # seconds: below this mean run time, the worker claims ahead (see above)
+_AHEAD = 2  # claiming ahead, a worker holds up to this many times max_workers tasks more
 
 
 class PermanentFailure(Exception):
@@ -83,6 +93,8 @@ class BaseWorker(Configurable, abc.ABC):
     config_class = WorkerConfig
     #: The worker type's name as ``omniq worker --worker-type`` spells it.
     kind: ClassVar[str] = "custom"
+    #: Whether the core may claim ahead of free slots while tasks are short (module docstring).
+    claims_ahead: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -159,6 +171,10 @@ class BaseWorker(Configurable, abc.ABC):
         self._dependencies_waiting = True  # until a look says otherwise
         self._dependencies_wanted: asyncio.Event | None = None
         self._running: dict[str, tuple[Task, asyncio.Task[None], TaskContext]] = {}
+        self._ready: deque[Task] = deque()  # claimed ahead, not started (claim order)
+        self._mean_run: float | None = None  # moving average of task run times (seconds)
+        #: The timeout scopes of running tasks, for worker types that start them later.
+        self._timeouts: dict[str, asyncio.Timeout] = {}
         self._unwritten: dict[str, Task] = {}
         self._completions: list[tuple[Task, TaskResult | None]] = []
         self._background: list[asyncio.Task[None]] = []
@@ -205,19 +221,23 @@ class BaseWorker(Configurable, abc.ABC):
         self._wake.set()
         if self.scheduler is not None:
             await self.scheduler.stop()
-        claim_task = self._background[0]
         with contextlib.suppress(asyncio.CancelledError):
-            await claim_task
+            await self._background[0]  # the claim loop: it ends after its claim in flight
         grace = self.stop_timeout if timeout is None else timeout
-        if self._running:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        # Tasks claimed ahead start as slots free: wait for those too, within the grace period.
+        while self._running and (remaining := deadline - loop.time()) > 0:
             pending = [entry[1] for entry in self._running.values()]
-            _, still = await asyncio.wait(pending, timeout=grace)
+            await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        while self._ready:
+            self._release(self._ready.popleft())
+        if self._running:
+            still = [entry[1] for entry in self._running.values()]
             for entry in list(self._running.values()):
-                if entry[1] in still:
-                    entry[2].cancel()
-                    entry[1].cancel(msg="release")
-            if still:
-                await asyncio.wait(still, timeout=5)
+                entry[2].cancel()
+                entry[1].cancel(msg="release")
+            await asyncio.wait(still, timeout=5)
         await self._drain_completions()
         await cancel_and_wait(self._background[1:])
         await self._heartbeat.remove()
@@ -326,13 +346,22 @@ class BaseWorker(Configurable, abc.ABC):
                 logger.exception("claim loop failed; restarting it")
                 await asyncio.sleep(self.poll_interval)
 
+    def _claiming_ahead(self) -> bool:
+        # Not before a task has finished: a fresh worker must not hoard long tasks.
+        return self.claims_ahead and self._mean_run is not None and self._mean_run < _SHORT_TASK
+
+    def _claimable(self) -> int:
+        """How many tasks a claim may ask for now."""
+        ahead = _AHEAD * self.max_workers if self._claiming_ahead() else 0
+        return self.max_workers + ahead - len(self._running) - len(self._ready)
+
     async def _claim_until_stopped(self) -> None:
         assert self._wake is not None
         wake = self._wake
         loop = asyncio.get_running_loop()
         batch = max(1, self.max_workers // 2)
         while not self._stopping:
-            free = self.max_workers - len(self._running)
+            free = self._claimable()
             if free <= 0:
                 wake.clear()
                 await wake.wait()
@@ -346,24 +375,41 @@ class BaseWorker(Configurable, abc.ABC):
                     wake.clear()
                     if not await wait_within(wake.wait(), remaining):
                         break
-                    free = self.max_workers - len(self._running)
+                    free = self._claimable()
                 if self._stopping:
                     break
+                if free <= 0:
+                    continue
             try:
                 tasks = await self.queue.claim(
                     self.worker_id, queues=self.queues, limit=free, lease_timeout=self.lease_timeout
                 )
             except Exception:
                 logger.exception("claiming tasks failed; retrying")
-                await self._idle(self.poll_interval)
-                continue
+                tasks = None
             if not tasks:
                 await self._idle(self.poll_interval)
                 continue
-            for task in tasks:
-                ctx = TaskContext(task.id, task.attempts, task.queue_name, self.worker_id)
-                runner = loop.create_task(self._run_task(task, ctx))
-                self._running[task.id] = (task, runner, ctx)
+            self._ready.extend(tasks)
+            self._start_ready()
+
+    def _start_ready(self) -> None:
+        """Start tasks claimed ahead, in claim order, while slots are free."""
+        loop = asyncio.get_running_loop()
+        while self._ready and len(self._running) < self.max_workers:
+            # started_at: when it starts, not when it was claimed (it may have waited).
+            task = self._ready.popleft().evolve(started_at=utcnow())
+            ctx = TaskContext(task.id, task.attempts, task.queue_name, self.worker_id)
+            runner = loop.create_task(self._run_task(task, ctx))
+            self._running[task.id] = (task, runner, ctx)
+
+    def _release(self, task: Task) -> None:
+        """Hand a claimed task back to the queue at once (its attempt still counts)."""
+        release = _released(task)
+        self._unwritten[task.id] = release
+        self._completions.append((release, None))
+        assert self._flush_wanted is not None
+        self._flush_wanted.set()
 
     async def _idle(self, timeout: float) -> None:
         assert self._wake is not None
@@ -380,7 +426,9 @@ class BaseWorker(Configurable, abc.ABC):
         interval = min(self.lease_timeout / 3, 1.0)
         while True:
             await asyncio.sleep(interval)
-            ids = list(self._running) + [i for i in self._unwritten if i not in self._running]
+            ready = [t.id for t in self._ready]
+            ids = [*self._running, *ready]
+            ids += [i for i in self._unwritten if i not in self._running]
             if not ids:
                 continue
             try:
@@ -394,6 +442,12 @@ class BaseWorker(Configurable, abc.ABC):
                     logger.info("task %s was cancelled or lost its lease; stopping it", task_id)
                     entry[2].cancel()
                     entry[1].cancel(msg="cancelled")
+            lost = [t for t in self._ready if t.id not in held and t.id in ready]
+            for task in lost:
+                # Cancelled or lost before it started: it must not run here.
+                logger.info("task %s was cancelled or lost its lease before it started", task.id)
+                self._ready.remove(task)
+                asyncio.get_running_loop().create_task(self._record_cancel(task))
 
     async def _maintenance_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -432,12 +486,19 @@ class BaseWorker(Configurable, abc.ABC):
     # --- one task ----------------------------------------------------------------------------
 
     async def _run_task(self, task: Task, ctx: TaskContext) -> None:
+        started = time.perf_counter()
         try:
             outcome = await self._outcome(task, ctx)
         except BaseException:
             self._running.pop(task.id, None)
+            self._start_ready()
             raise
+        took = time.perf_counter() - started
+        mean = self._mean_run
+        # One long task turns claiming ahead off at once; it takes many short ones to turn it on.
+        self._mean_run = took if mean is None or took > mean else mean + (took - mean) * 0.1
         self._running.pop(task.id, None)
+        self._start_ready()
         assert self._wake is not None
         self._wake.set()
         if outcome is not None:
@@ -491,8 +552,12 @@ class BaseWorker(Configurable, abc.ABC):
         started = time.perf_counter()
         try:
             if task.timeout is not None:
-                async with asyncio.timeout(task.timeout):
-                    value = await self._execute(task, ctx)
+                async with asyncio.timeout(task.timeout) as deadline:
+                    self._timeouts[task.id] = deadline
+                    try:
+                        value = await self._execute(task, ctx)
+                    finally:
+                        del self._timeouts[task.id]
             else:
                 value = await self._execute(task, ctx)
         except PermanentFailure as exc:
@@ -558,18 +623,23 @@ class BaseWorker(Configurable, abc.ABC):
         reason = exc.args[0] if exc.args else None
         if reason == "release":
             # Shutdown grace ran out: hand the task back at once (the attempt still counts).
-            release = task.evolve(
-                status=TaskStatus.PENDING, worker_id=None, lease_until=None, run_at=utcnow()
-            )
-            return release, None
-        stored = await self.queue.get_task(task.id)
+            return _released(task), None
+        await self._record_cancel(task)
+        return None
+
+    async def _record_cancel(self, task: Task) -> None:
+        """Record the CANCELLED result and event of a task this worker stopped, where it was
+        cancelled (not when its lease was lost to another worker, which owns it now)."""
+        try:
+            stored = await self.queue.get_task(task.id)
+        except Exception:
+            logger.warning("reading task %s after it was stopped failed", task.id, exc_info=True)
+            return
         if stored is not None and stored.status is TaskStatus.CANCELLED:
             error = TaskError.from_exception(TaskCancelledError("cancelled while running"))
             result = self._result(task, TaskStatus.CANCELLED, error=error)
             self._emit(task, EventType.CANCELLED, error=error)
             self._store_orphan_result(result)
-            return None
-        return None  # lease lost to another worker: it owns the task now
 
     def _failure(
         self, task: Task, exc: BaseException, duration: float
@@ -671,10 +741,17 @@ class BaseWorker(Configurable, abc.ABC):
             results = [r for t, r in batch if r is not None]
             tasks = [t for t, _ in batch if t is not _NO_TASK]
             try:
-                # Results first: dying between the two writes re-runs the task; never loses it.
                 if results and self.result_store is not None:
-                    await self.result_store.put_many(results)
-                await self.queue.finish(self.worker_id, tasks)
+                    # One transaction where both live in one database; else results first:
+                    # dying between the two writes re-runs the task, never loses it.
+                    written = await self.queue.finish_with_results(
+                        self.worker_id, tasks, results, self.result_store
+                    )
+                    if written is None:
+                        await self.result_store.put_many(results)
+                        await self.queue.finish(self.worker_id, tasks)
+                else:
+                    await self.queue.finish(self.worker_id, tasks)
             except Exception:
                 logger.warning(
                     "writing %d task outcomes failed; retrying", len(batch), exc_info=True
@@ -697,6 +774,11 @@ class BaseWorker(Configurable, abc.ABC):
 
 
 _NO_TASK = Task(id="", func_name="", payload=b"", created_at=utcnow(), run_at=utcnow())
+
+
+def _released(task: Task) -> Task:
+    """A claimed task as it goes back to the queue, due now."""
+    return task.evolve(status=TaskStatus.PENDING, worker_id=None, lease_until=None, run_at=utcnow())
 
 
 def task_error(exc: BaseException) -> TaskError:
