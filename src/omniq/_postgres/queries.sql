@@ -145,6 +145,31 @@ SELECT
     ) AS ids,
     (SELECT count(*) FROM (SELECT pg_notify($14, $15) WHERE $14::text IS NOT NULL) AS n) AS woke;
 
+-- name: finish_with_results
+-- finish ($1-$15) and put_results ($16-$23) in one statement: one round trip, one commit, and
+-- a task's outcome is never written without its result.
+WITH stored AS (
+    INSERT INTO omniq_results (project, task_id, expires_at, finished_at, schedule_id, data)
+    SELECT $16, * FROM unnest(
+        $17::text[], $18::timestamptz[], $19::timestamptz[], $20::text[], $21::bytea[]
+    )
+    ON CONFLICT (project, task_id) DO UPDATE SET
+        expires_at = excluded.expires_at, finished_at = excluded.finished_at,
+        schedule_id = excluded.schedule_id, data = excluded.data
+    RETURNING 1
+)
+SELECT
+    array(
+        SELECT omniq_finish(
+            $1, $2, $3::text[], $4::integer[], $5::text[], $6::integer[], $7::timestamptz[],
+            $8::timestamptz[], $9::timestamptz[], $10::text[], $11::timestamptz[],
+            $12::timestamptz[], $13::jsonb[]
+        )
+    ) AS ids,
+    (SELECT count(*) FROM (SELECT pg_notify($14, $15) WHERE $14::text IS NOT NULL) AS n) AS woke,
+    (SELECT count(*) FROM stored) AS stored,
+    (SELECT count(pg_notify($22, ids)) FROM unnest($23::text[]) AS ids) AS results_woke;
+
 -- name: transition
 UPDATE omniq_tasks SET {assignments}
 WHERE project = $1 AND id = $2 AND status = ANY ($3::text[])

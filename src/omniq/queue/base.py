@@ -19,7 +19,7 @@ from typing import Any
 from omniq._configurable import Configurable
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
-from omniq.models import CLAIMABLE, FINAL, Task, TaskStatus, to_seconds, utcnow
+from omniq.models import CLAIMABLE, FINAL, Task, TaskResult, TaskStatus, to_seconds, utcnow
 from omniq.serialization import Serializer
 
 __all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "new_id"]
@@ -388,6 +388,18 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         if not tasks:
             return set()
         return set(await self._finish(worker_id, list(tasks)))
+
+    async def finish_with_results(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[TaskResult],
+        result_store: Any,
+    ) -> set[str] | None:
+        """Store ``results`` in ``result_store`` and write the outcome of ``tasks`` (as
+        :meth:`finish`) in one transaction, where the result store lives in this queue's
+        database; None where it does not (the caller then stores the results, then finishes)."""
+        return None
 
     # --- records: small versioned documents beside the tasks ----------------------------------
 

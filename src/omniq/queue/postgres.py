@@ -54,7 +54,7 @@ from omniq._postgres.sql import QUERIES
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.errors import StorageError, require
-from omniq.models import Task, TaskStatus, utcnow
+from omniq.models import Task, TaskResult, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
@@ -194,20 +194,49 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         return [row["id"] for row in rows]
 
     async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
-        tasks = sorted(tasks, key=lambda task: task.id)  # the lock order (see queries.sql)
-        # A retry or a release makes a task claimable (now or later): wake idle workers.
-        again = [t for t in tasks if t.status in CLAIMABLE]
-        channel = self._channel if again else None
         row = await self._db.fetchrow(
             QUERIES["finish"],
-            self.project_name,
-            worker_id,
-            *finish_arrays(tasks),
-            channel,
-            _wake_payload(again) if again else None,
+            *self._finish_parameters(worker_id, tasks),
             retry=True,  # a compare-and-set: writing the same outcome twice changes nothing
         )
         return list(row["ids"])
+
+    async def finish_with_results(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[TaskResult],
+        result_store: Any,
+    ) -> set[str] | None:
+        """One statement (one round trip, one commit) where ``result_store`` is a PostgreSQL
+        result storage on this queue's database."""
+        from omniq.storage.postgres import AsyncPostgresResultStorage
+
+        if not (
+            isinstance(result_store, AsyncPostgresResultStorage)
+            and result_store.options == self.options
+        ):
+            return None
+        row = await self._db.fetchrow(
+            QUERIES["finish_with_results"],
+            *self._finish_parameters(worker_id, list(tasks)),
+            *result_store.put_parameters(result_store.encode_many(results)),
+            retry=True,  # an upsert and a compare-and-set: twice is the same as once
+        )
+        return set(row["ids"])
+
+    def _finish_parameters(self, worker_id: str, tasks: list[Task]) -> list[Any]:
+        """The 15 parameters of the ``finish`` statement."""
+        tasks = sorted(tasks, key=lambda task: task.id)  # the lock order (see queries.sql)
+        # A retry or a release makes a task claimable (now or later): wake idle workers.
+        again = [t for t in tasks if t.status in CLAIMABLE]
+        return [
+            self.project_name,
+            worker_id,
+            *finish_arrays(tasks),
+            self._channel if again else None,
+            _wake_payload(again) if again else None,
+        ]
 
     async def _transition(
         self, task_id: str, from_statuses: tuple[TaskStatus, ...], **changes: Any

@@ -84,8 +84,11 @@ class AsyncResultStorage(Configurable, abc.ABC):
     async def put_many(self, results: Sequence[TaskResult]) -> None:
         """Store several results in one step where the backend allows."""
         if results:
-            encoded = [(r, self.serializer.encode_result(r)) for r in results]
-            await self._put_many(encoded)
+            await self._put_many(self.encode_many(results))
+
+    def encode_many(self, results: Sequence[TaskResult]) -> list[tuple[TaskResult, bytes]]:
+        """Each result with its stored form."""
+        return [(r, self.serializer.encode_result(r)) for r in results]
 
     async def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""

@@ -144,10 +144,18 @@ class AsyncPostgresResultStorage(AsyncResultStorage):
                     signal.cancel()
 
     async def _put_many(self, results: list[tuple[TaskResult, bytes]]) -> None:
-        latest = {result.task_id: (result, data) for result, data in results}  # one per task
-        ids = list(latest)
         await self._db.fetchrow(
             QUERIES["put_results"],
+            *self.put_parameters(results),
+            retry=True,  # an upsert: writing it twice is the same as once
+        )
+
+    def put_parameters(self, results: list[tuple[TaskResult, bytes]]) -> list[Any]:
+        """The parameters of the ``put_results`` statement for encoded results (the task
+        queue's combined write uses them too)."""
+        latest = {result.task_id: (result, data) for result, data in results}  # one per task
+        ids = list(latest)
+        return [
             self.project_name,
             ids,
             [result.expires_at for result, _ in latest.values()],
@@ -156,8 +164,7 @@ class AsyncPostgresResultStorage(AsyncResultStorage):
             [data for _, data in latest.values()],
             self._channel,
             payload_chunks(ids),
-            retry=True,  # an upsert: writing it twice is the same as once
-        )
+        ]
 
     async def _get(self, task_id: str) -> bytes | None:
         return await self._db.fetchval(
