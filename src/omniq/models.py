@@ -283,6 +283,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     stop_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     worker_id: str | None = None
     scheduler: bool = True
+    claim_ahead: bool = True
 
 
 class ComponentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -381,3 +381,22 @@ async def test_graceful_stop_hands_back_tasks_claimed_ahead(
             assert (await results.get(task_id, wait=True, timeout=10)).ok
         assert (await results.get(blocker, wait=True, timeout=10)).ok
         await again.join(timeout=10)
+
+
+async def test_claim_ahead_off_claims_only_for_free_slots(
+    storages: Storages, tmp_path: Path
+) -> None:
+    q, results = storages.queue, storages.results
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    async with make_worker(storages, "thread", max_workers=1, claim_ahead=False) as worker:
+        first = await q.enqueue(taskfns.add, args=(1, 1))
+        assert (await results.get(first, wait=True, timeout=10)).unwrap() == 2
+        await q.enqueue(taskfns.wait_for_gate, args=(str(started), str(gate)))
+        others = [await q.enqueue(taskfns.add, args=(i, i)) for i in range(2)]
+        await wait_until(started.exists, timeout=10)
+        await asyncio.sleep(0.3)
+        assert await q.count(status=TaskStatus.RUNNING) == 1
+        gate.write_text("open")
+        for task_id in others:
+            assert (await results.get(task_id, wait=True, timeout=10)).ok
+        await worker.join(timeout=10)

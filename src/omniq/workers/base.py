@@ -93,8 +93,8 @@ class BaseWorker(Configurable, abc.ABC):
     config_class = WorkerConfig
     #: The worker type's name as ``omniq worker --worker-type`` spells it.
     kind: ClassVar[str] = "custom"
-    #: Whether the core may claim ahead of free slots while tasks are short (module docstring).
-    claims_ahead: ClassVar[bool] = True
+    #: Whether this worker type may claim ahead of its free slots (module docstring).
+    may_claim_ahead: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -109,6 +109,7 @@ class BaseWorker(Configurable, abc.ABC):
         stop_timeout: float = 30.0,
         worker_id: str | None = None,
         scheduler: bool = True,
+        claim_ahead: bool = True,
         settings: Settings | None = None,
     ) -> None:
         """
@@ -127,6 +128,10 @@ class BaseWorker(Configurable, abc.ABC):
                 (default: host:pid:random).
             scheduler: also fire due schedules (any number of workers may; each run fires
                 once).
+            claim_ahead: while tasks are short (under 50 ms on average), claim up to twice
+                ``max_workers`` tasks beyond the free slots, so that claims bring more tasks
+                and overlap running ones; False: claim only for free slots (no task waits
+                in this worker that another could start).
         """
         self.settings = settings or get_settings()
         if queue is None:
@@ -152,6 +157,7 @@ class BaseWorker(Configurable, abc.ABC):
             float,
         )
         self.stop_timeout = float(stop_timeout)
+        self.claim_ahead = bool(claim_ahead) and self.may_claim_ahead
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.serializer = getattr(self.queue, "serializer", None)
         self._events = EventBuffer(self.event_store)
@@ -348,7 +354,7 @@ class BaseWorker(Configurable, abc.ABC):
 
     def _claiming_ahead(self) -> bool:
         # Not before a task has finished: a fresh worker must not hoard long tasks.
-        return self.claims_ahead and self._mean_run is not None and self._mean_run < _SHORT_TASK
+        return self.claim_ahead and self._mean_run is not None and self._mean_run < _SHORT_TASK
 
     def _claimable(self) -> int:
         """How many tasks a claim may ask for now."""

@@ -32,7 +32,7 @@ class AsyncProcessPoolWorker(BaseWorker):
     """Runs every task in one of ``max_workers`` child processes (sync and async functions)."""
 
     kind = "process_pool"
-    claims_ahead = False  # its children's pipes hold the tasks ahead (``prefetch``)
+    may_claim_ahead = False  # its children's pipes hold the tasks ahead (``prefetch``)
     _pool: ChildPool | None = None
 
     def __init__(
