@@ -11,8 +11,9 @@ is alive, because leases are renewed every third of ``lease_timeout`` while the 
 until its outcome is written.
 
 Claiming ahead: while tasks are short (a mean run under ``_SHORT_TASK``), a claim's round trip
-costs more than the tasks it brings, so the worker claims up to ``_AHEAD * max_workers`` tasks
-beyond its slots: each claim brings more tasks, and the next claim is in flight while they run.
+costs more than the tasks it brings, so the worker claims beyond its free slots as many tasks as
+its slots start within ``_AHEAD_HORIZON`` (at the mean run time; at most ``_AHEAD_MAX *
+max_workers``): each claim brings more tasks, and the next is in flight while they run.
 They wait in ``_ready`` (leased and renewed like running ones) and start in claim order the
 moment a slot frees; claims never overlap, so strict queue priority holds. A graceful stop runs
 them too, within the grace period; SIGKILL leaves them to lease recovery like running ones.
@@ -68,7 +69,8 @@ _DEPENDENCY_INTERVAL = 1.0  # longest wait between looks at WAITING tasks
 _WRITE_RETRY_DELAY = 0.5
 _CLAIM_GATHER = 0.002  # seconds a busy worker may wait to claim for several free slots at once
 _SHORT_TASK = 0.05  # seconds: below this mean run time, the worker claims ahead (see above)
-_AHEAD = 2  # claiming ahead, a worker holds up to this many times max_workers tasks more
+_AHEAD_HORIZON = 0.01  # seconds: a task claimed ahead waits about this long for its slot
+_AHEAD_MAX = 4  # claiming ahead, a worker holds at most this many times max_workers tasks more
 
 
 class PermanentFailure(Exception):
@@ -358,7 +360,11 @@ class BaseWorker(Configurable, abc.ABC):
 
     def _claimable(self) -> int:
         """How many tasks a claim may ask for now."""
-        ahead = _AHEAD * self.max_workers if self._claiming_ahead() else 0
+        ahead = 0
+        if self._claiming_ahead():
+            assert self._mean_run is not None
+            per_slot = _AHEAD_HORIZON / max(self._mean_run, 1e-6)
+            ahead = min(_AHEAD_MAX * self.max_workers, max(1, int(self.max_workers * per_slot)))
         return self.max_workers + ahead - len(self._running) - len(self._ready)
 
     async def _claim_until_stopped(self) -> None:
@@ -501,8 +507,12 @@ class BaseWorker(Configurable, abc.ABC):
             raise
         took = time.perf_counter() - started
         mean = self._mean_run
-        # One long task turns claiming ahead off at once; it takes many short ones to turn it on.
-        self._mean_run = took if mean is None or took > mean else mean + (took - mean) * 0.1
+        if mean is None or took >= _SHORT_TASK:
+            # One long task turns claiming ahead off at once; it takes many short ones to turn
+            # it on again.
+            self._mean_run = max(took, mean or 0.0)
+        else:
+            self._mean_run = mean + (took - mean) * 0.1
         self._running.pop(task.id, None)
         self._start_ready()
         assert self._wake is not None
@@ -748,11 +758,14 @@ class BaseWorker(Configurable, abc.ABC):
             tasks = [t for t, _ in batch if t is not _NO_TASK]
             try:
                 if results and self.result_store is not None:
-                    # One transaction where both live in one database; else results first:
+                    # One transaction where both live in one database; else (and for a lone
+                    # outcome, whose waiter hears of its result sooner so) results first:
                     # dying between the two writes re-runs the task, never loses it.
-                    written = await self.queue.finish_with_results(
-                        self.worker_id, tasks, results, self.result_store
-                    )
+                    written = None
+                    if len(batch) > 1:
+                        written = await self.queue.finish_with_results(
+                            self.worker_id, tasks, results, self.result_store
+                        )
                     if written is None:
                         await self.result_store.put_many(results)
                         await self.queue.finish(self.worker_id, tasks)
