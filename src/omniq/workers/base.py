@@ -130,10 +130,10 @@ class BaseWorker(Configurable, abc.ABC):
                 (default: host:pid:random).
             scheduler: also fire due schedules (any number of workers may; each run fires
                 once).
-            claim_ahead: while tasks are short (under 50 ms on average), claim up to twice
-                ``max_workers`` tasks beyond the free slots, so that claims bring more tasks
-                and overlap running ones; False: claim only for free slots (no task waits
-                in this worker that another could start).
+            claim_ahead: while tasks are short (under 50 ms on average), claim beyond the free
+                slots what they start within ~10 ms (at most 4 x ``max_workers``), so that
+                claims bring more tasks and overlap running ones; False: claim only for free
+                slots (no task waits in this worker that another could start).
         """
         self.settings = settings or get_settings()
         if queue is None:
