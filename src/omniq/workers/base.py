@@ -438,7 +438,7 @@ class BaseWorker(Configurable, abc.ABC):
         interval = min(self.lease_timeout / 3, 1.0)
         while True:
             await asyncio.sleep(interval)
-            ready = [t.id for t in self._ready]
+            ready = {t.id for t in self._ready}
             ids = [*self._running, *ready]
             ids += [i for i in self._unwritten if i not in self._running]
             if not ids:
