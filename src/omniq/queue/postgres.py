@@ -219,13 +219,13 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
             return None
         row = await self._db.fetchrow(
             QUERIES["finish_with_results"],
-            *self._finish_parameters(worker_id, list(tasks)),
+            *self._finish_parameters(worker_id, tasks),
             *result_store.put_parameters(result_store.encode_many(results)),
             retry=True,  # an upsert and a compare-and-set: twice is the same as once
         )
         return set(row["ids"])
 
-    def _finish_parameters(self, worker_id: str, tasks: list[Task]) -> list[Any]:
+    def _finish_parameters(self, worker_id: str, tasks: Sequence[Task]) -> list[Any]:
         """The 15 parameters of the ``finish`` statement."""
         tasks = sorted(tasks, key=lambda task: task.id)  # the lock order (see queries.sql)
         # A retry or a release makes a task claimable (now or later): wake idle workers.

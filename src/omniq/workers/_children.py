@@ -167,6 +167,12 @@ class _Child:
     running: _Job | None = None  # the task it runs now
     queued: deque[_Job] = field(default_factory=deque)  # sent to it, not started, in order
 
+    def start(self, job: _Job, now: float) -> None:
+        """Record that it runs ``job`` from loop time ``now``."""
+        self.running, job.started = job, now
+        if job.on_start is not None:
+            job.on_start()
+
 
 class ChildPool:
     """``size`` spawned children; ``run`` hands one task to a child and awaits its answer.
@@ -221,8 +227,8 @@ class ChildPool:
         self._seq += 1
         message = _encode((self._seq, *task))
         future = asyncio.get_running_loop().create_future()
-        job = _Job(self._seq, message, future, may_wait and len(message) <= _PIPE_SLACK)
-        job.on_start = on_start
+        may_wait = may_wait and len(message) <= _PIPE_SLACK
+        job = _Job(self._seq, message, future, may_wait, on_start=on_start)
         self._waiting.append(job)
         self._dispatch()
         try:
@@ -248,10 +254,8 @@ class ChildPool:
             job.child = child
             child.assigned += 1
             if child.running is None:
-                child.running = job  # an idle child starts what it receives at once
-                job.started = asyncio.get_running_loop().time()
-                if job.on_start is not None:
-                    job.on_start()
+                # An idle child starts what it receives at once.
+                child.start(job, asyncio.get_running_loop().time())
             else:
                 child.queued.append(job)
 
@@ -309,10 +313,7 @@ class ChildPool:
             queued.popleft()  # withdrawn, and the child skipped it
         if queued:
             # It runs ``next`` now, or starts the first task it had not yet received.
-            child.running = queued.popleft()
-            child.running.started = now
-            if child.running.on_start is not None:
-                child.running.on_start()
+            child.start(queued.popleft(), now)
 
     def _settle(self, child: _Child) -> None:
         """After answers: stop a withdrawn task that started, recycle, hand out tasks."""

@@ -501,10 +501,9 @@ class BaseWorker(Configurable, abc.ABC):
         started = time.perf_counter()
         try:
             outcome = await self._outcome(task, ctx)
-        except BaseException:
+        finally:
             self._running.pop(task.id, None)
             self._start_ready()
-            raise
         took = time.perf_counter() - started
         mean = self._mean_run
         if mean is None or took >= _SHORT_TASK:
@@ -513,8 +512,6 @@ class BaseWorker(Configurable, abc.ABC):
             self._mean_run = max(took, mean or 0.0)
         else:
             self._mean_run = mean + (took - mean) * 0.1
-        self._running.pop(task.id, None)
-        self._start_ready()
         assert self._wake is not None
         self._wake.set()
         if outcome is not None:
@@ -757,19 +754,18 @@ class BaseWorker(Configurable, abc.ABC):
             results = [r for t, r in batch if r is not None]
             tasks = [t for t, _ in batch if t is not _NO_TASK]
             try:
+                # One transaction where both live in one database; else (and for a lone
+                # outcome, whose waiter hears of its result sooner so) results first: dying
+                # between the two writes re-runs the task, never loses it.
+                written = None
                 if results and self.result_store is not None:
-                    # One transaction where both live in one database; else (and for a lone
-                    # outcome, whose waiter hears of its result sooner so) results first:
-                    # dying between the two writes re-runs the task, never loses it.
-                    written = None
                     if len(batch) > 1:
                         written = await self.queue.finish_with_results(
                             self.worker_id, tasks, results, self.result_store
                         )
                     if written is None:
                         await self.result_store.put_many(results)
-                        await self.queue.finish(self.worker_id, tasks)
-                else:
+                if written is None:
                     await self.queue.finish(self.worker_id, tasks)
             except Exception:
                 logger.warning(

@@ -8,8 +8,9 @@ Between two tasks a child would wait about a millisecond while the parent record
 claims and sends the next task — a fifth of a 5 ms task. So while tasks are short, the worker
 claims ``prefetch`` more tasks per child and queues them in the children's pipes, where they
 start the moment the task before them ends. A queued task that is cancelled is skipped (or, if
-it started after all, its child is killed). Tasks with a timeout are not queued behind another
-(their timeout starts when the worker takes them); they may wait in the parent for an idle child.
+it started after all, its child is killed). Tasks with a timeout are not queued behind another:
+they wait in the parent for an idle child, and their timeout runs from the moment a child starts
+them.
 """
 
 from __future__ import annotations
