@@ -516,6 +516,34 @@ def test_worker_runs_tasks_until_sigterm(
         assert oq.get_task(failed).status is TaskStatus.PENDING
 
 
+def test_worker_allow_flag_limits_the_functions_it_runs(
+    env: dict[str, str], start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    (tmp_path / "cwdtasks.py").write_text(
+        "from omniq import TaskFunction\n\n"
+        "@lambda func: TaskFunction(func, print, {})  # what @oq.task makes\n"
+        "def tripled(x):\n    return 3 * x\n"
+    )
+    worker = start_worker(
+        *("--import", "taskfns", "--import", "cwdtasks"),
+        *("--allow", "taskfns:add", "--allow", "nothing:*,taskfns:async_*"),
+    )
+    with OmniQ.from_env() as oq:
+        added = oq.enqueue(taskfns.add, args=(20, 22))
+        awaited = oq.enqueue(taskfns.async_add, args=(1, 1))
+        registered = oq.enqueue("cwdtasks:tripled", args=(2,))
+        refused = oq.enqueue(taskfns.noop)
+        assert oq.get_result(added, wait=True, timeout=30).unwrap() == 42
+        assert oq.get_result(awaited, wait=True, timeout=30).unwrap() == 2
+        assert oq.get_result(registered, wait=True, timeout=30).unwrap() == 6
+        result = oq.get_result(refused, wait=True, timeout=30)
+    assert result.status is TaskStatus.FAILED
+    assert result.error.type == "FunctionNotAllowedError"
+    assert "'nothing:*', 'taskfns:async_*'" in result.error.message
+    worker.signal(signal.SIGTERM)
+    assert worker.exit_code() == 0, worker.log
+
+
 def test_worker_options_choose_type_and_queues(
     env: dict[str, str], start_worker: Callable[..., Worker]
 ) -> None:

@@ -16,6 +16,7 @@ from conftest import wait_until
 from omniq.errors import ConfigError
 from omniq.models import TaskStatus
 from omniq.queue import AsyncSQLiteTaskQueue
+from omniq.serialization import Serializer
 from omniq.storage import AsyncSQLiteResultStorage
 from omniq.workers import AsyncProcessPoolWorker, ProcessPoolWorker
 
@@ -296,3 +297,52 @@ async def test_prefetch_zero_claims_only_for_idle_children(stores) -> None:
     queue, results = stores
     worker = AsyncProcessPoolWorker(queue=queue, result_store=results, max_workers=2, prefetch=0)
     assert worker.max_workers == 2
+
+
+async def test_children_check_with_the_queue_key_not_the_worker_settings(tmp_path: Path) -> None:
+    db = str(tmp_path / "keyed.db")
+    keyed = Serializer("pool-secret")
+    queue = AsyncSQLiteTaskQueue(db_path=db, serializer=keyed)
+    results = AsyncSQLiteResultStorage(db_path=db, serializer=keyed)
+    marker = tmp_path / "pwned"
+    plain = AsyncSQLiteTaskQueue(db_path=db)  # no key: what anyone who can write the file makes
+    forged = plain.build_task(lambda path: Path(path).touch(), args=(str(marker),))
+    await plain.close()
+    try:
+        await queue.enqueue_tasks([forged])
+        signed = await queue.enqueue(lambda x: (x, "by value"), args=(5,))
+        # Built without settings=: its own settings have no key; the queue's serializer does.
+        async with AsyncProcessPoolWorker(
+            queue=queue, result_store=results, max_workers=1, poll_interval=0.05
+        ):
+            assert (await results.get(signed, wait=True, timeout=30)).unwrap() == (5, "by value")
+            refused = await results.get(forged.id, wait=True, timeout=30)
+        assert refused.status is TaskStatus.FAILED and refused.error.type == "SignatureError"
+        assert not marker.exists()
+    finally:
+        await queue.close()
+        await results.close()
+
+
+async def test_allow_list_is_checked_before_a_child_gets_the_task(tmp_path: Path) -> None:
+    db = str(tmp_path / "allow.db")
+    queue, results = AsyncSQLiteTaskQueue(db_path=db), AsyncSQLiteResultStorage(db_path=db)
+    try:
+        ok = await queue.enqueue(taskfns.add, args=(1, 2))
+        no = await queue.enqueue(taskfns.pid)
+        elsewhere = await queue.enqueue("taskfns:os.getpid")
+        async with AsyncProcessPoolWorker(
+            queue=queue,
+            result_store=results,
+            max_workers=1,
+            poll_interval=0.05,
+            allowed_functions="taskfns:add,taskfns:os.*",
+        ):
+            assert (await results.get(ok, wait=True, timeout=30)).unwrap() == 3
+            refused = await results.get(no, wait=True, timeout=30)
+            lead_elsewhere = await results.get(elsewhere, wait=True, timeout=30)
+        assert refused.error.type == "FunctionNotAllowedError"
+        assert "where it is defined" in lead_elsewhere.error.message  # checked in the child
+    finally:
+        await queue.close()
+        await results.close()

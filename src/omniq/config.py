@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     POLL_INTERVAL: float = 0.5
     SECRET_KEY: str | None = None
     ALLOW_PICKLE: bool = True
+    ALLOWED_FUNCTIONS: list[str] | str | None = None
     LOG_LEVEL: str = "WARNING"
     COMPONENT_LOG_LEVELS: dict[str, str] = {}
     DISABLE_LOGGING: bool = False

@@ -3,8 +3,9 @@
 OmniQError
 ├── ConfigError            bad configuration: names the field and the allowed values
 ├── SerializationError     an argument or result that cannot be encoded or decoded
-│   └── SignatureError     a pickled payload without a valid HMAC signature
+│   └── SignatureError     a payload or pickle without a valid HMAC signature (secret key)
 ├── StorageError           a backend failed (driver errors are chained with ``from``)
+├── FunctionNotAllowedError a task function outside the worker's allow-list
 ├── TaskNotFoundError      no task with that id
 ├── TaskFailedError        ``TaskResult.unwrap()`` on a failed task
 ├── TaskTimeoutError       an attempt outlived its ``timeout``
@@ -37,7 +38,12 @@ class SerializationError(OmniQError, TypeError):
 
 
 class SignatureError(SerializationError):
-    """A pickled payload is unsigned or its signature does not match the secret key."""
+    """A payload or pickle is unsigned, or its signature does not match the secret key and
+    the task, schedule or project it was signed for."""
+
+
+class FunctionNotAllowedError(OmniQError):
+    """The task's function is not on the worker's allow-list (``allowed_functions``)."""
 
 
 class StorageError(OmniQError):

@@ -284,6 +284,7 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     worker_id: str | None = None
     scheduler: bool = True
     claim_ahead: bool = True
+    allowed_functions: list[str] | str | None = None
 
 
 class ComponentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

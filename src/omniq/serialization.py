@@ -7,6 +7,15 @@ tagged MessagePack extension, so it decodes to the very same type. With a ``secr
 pickle is HMAC-SHA256 signed and unsigned or tampered pickles are refused; ``allow_pickle=False``
 refuses pickles altogether.
 
+With a ``secret_key``, what a storage holds is also sealed as a whole (:meth:`Serializer.seal`):
+a task's call, a schedule's call and a result travel as ``0xc1 0x01 || MAC || body``, where MAC
+is HMAC-SHA256 over the binding ``[domain, purpose, project, id]`` then the body. The binding
+ties a sealed piece to one use (a task's payload, a schedule's payload, a task's result) of one
+task or schedule in one project, so it cannot be replayed elsewhere; :meth:`Serializer.unseal`
+checks it before anything is decoded or imported. ``0xc1`` is never used by MessagePack, so a
+sealed piece cannot be mistaken for a plain one. Without a key nothing is sealed (and a sealed
+piece is read without being checked: a reader without the key cannot check it).
+
 A call is the array ``[function, args, kwargs]``. A workflow step that takes the results of
 the tasks it depends on carries a fourth element ``[mode, [task ids]]`` (mode ``one``: one
 value, ``list``: a list); the worker replaces it by the value, prepended to ``args``, before the
@@ -35,7 +44,7 @@ import msgspec
 from omniq.errors import SerializationError, SignatureError
 from omniq.models import TaskResult
 
-__all__ = ["Serializer", "func_name", "resolve_import_path"]
+__all__ = ["Serializer", "canonical_path", "func_name", "resolve_import_path"]
 
 _EXT_PICKLE = 1
 _EXT_SIGNED_PICKLE = 2
@@ -43,6 +52,11 @@ _EXT_FUNC = 3  # a function by value: decoded once per distinct payload, then ca
 _EXT_SIGNED_FUNC = 4
 _FUNC_CACHE_SIZE = 512
 _MAC_SIZE = 32
+_SEALED = b"\xc1\x01"  # 0xc1: never used by MessagePack; 0x01: the envelope's version
+_SEAL_HEADER = len(_SEALED) + _MAC_SIZE
+_SEAL_DOMAIN = "omniq-seal-v1"
+#: What each purpose seals, for error messages.
+_SEALED_WHAT = {"task": "task payload", "schedule": "schedule payload", "result": "task result"}
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 _encoder = msgspec.msgpack.Encoder()
@@ -104,6 +118,14 @@ def resolve_import_path(path: str) -> Any:
     return obj
 
 
+def canonical_path(path: str) -> str:
+    """``"pkg.mod:qualname"`` for either form :func:`resolve_import_path` accepts."""
+    if ":" in path:
+        return path
+    module, _, name = path.rpartition(".")
+    return f"{module}:{name}"
+
+
 def _import_path(func: Callable[..., Any]) -> str | None:
     """The import path that resolves back to ``func``, if there is one."""
     module = getattr(func, "__module__", None)
@@ -134,12 +156,57 @@ class Serializer:
         if isinstance(secret_key, str):
             secret_key = secret_key.encode()
         self._key = secret_key or None
+        self._hmac = hmac.new(self._key, digestmod=hashlib.sha256) if self._key else None
         self.allow_pickle = allow_pickle
         self._decoder = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
         self._result_decoder = msgspec.msgpack.Decoder(TaskResult, ext_hook=self._ext_hook)
         self._func_refs: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._names: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self._funcs: dict[Any, Callable[..., Any]] = {}
+
+    @property
+    def secret_key(self) -> bytes | None:
+        """The key this serializer signs and verifies with (the process pool hands it to its
+        children)."""
+        return self._key
+
+    # --- sealing -----------------------------------------------------------------------------
+
+    def seal(self, body: bytes, purpose: str, project: str, ident: str) -> bytes:
+        """``body`` signed for one use: ``purpose`` (``task``, ``schedule``, ``result``) of the
+        task or schedule ``ident`` in ``project``; unchanged without a key."""
+        if self._hmac is None:
+            return body
+        return _SEALED + self._seal_mac(body, purpose, project, ident) + body
+
+    def unseal(self, data: bytes, purpose: str, project: str, ident: str) -> bytes:
+        """The body of what :meth:`seal` made for that same use; with a key, a
+        :class:`~omniq.errors.SignatureError` if it is unsigned or its signature does not match."""
+        sealed = data[: len(_SEALED)] == _SEALED
+        if self._hmac is None:
+            return data[_SEAL_HEADER:] if sealed else data
+        what = _SEALED_WHAT.get(purpose, purpose)
+        if not sealed:
+            raise SignatureError(
+                f"refusing an unsigned {what} of {ident!r}: a secret key is configured, and "
+                "whoever wrote it did not have it"
+            )
+        body = data[_SEAL_HEADER:]
+        if not hmac.compare_digest(
+            data[len(_SEALED) : _SEAL_HEADER], self._seal_mac(body, purpose, project, ident)
+        ):
+            raise SignatureError(
+                f"refusing a {what} of {ident!r} whose signature does not match: altered, signed "
+                "with another key, or copied from another task, schedule or project"
+            )
+        return body
+
+    def _seal_mac(self, body: bytes, purpose: str, project: str, ident: str) -> bytes:
+        assert self._hmac is not None
+        mac = self._hmac.copy()  # the key's pads are computed once, in __init__
+        mac.update(_encoder.encode((_SEAL_DOMAIN, purpose, project, ident)))
+        mac.update(body)
+        return mac.digest()
 
     # --- values ------------------------------------------------------------------------------
 
@@ -150,14 +217,17 @@ class Serializer:
     def decode_value(self, data: bytes) -> Any:
         return self._decode(data)
 
-    def encode_result(self, result: TaskResult) -> bytes:
-        """Encode a whole :class:`~omniq.models.TaskResult` (its value as :meth:`encode_value`)."""
+    def encode_result(self, result: TaskResult, project: str) -> bytes:
+        """Encode a whole :class:`~omniq.models.TaskResult` (its value as :meth:`encode_value`),
+        sealed for its task in ``project``."""
         wire = msgspec.structs.replace(result, value=self._wire(result.value, "task result"))
-        return _encoder.encode(wire)
+        return self.seal(_encoder.encode(wire), "result", project, result.task_id)
 
-    def decode_result(self, data: bytes) -> TaskResult:
+    def decode_result(self, data: bytes, project: str, task_id: str) -> TaskResult:
+        """The result of ``task_id`` in ``project`` (its seal checked first, with a key)."""
+        body = self.unseal(data, "result", project, task_id)
         try:
-            return self._result_decoder.decode(data)
+            return self._result_decoder.decode(body)
         except msgspec.DecodeError as exc:
             raise SerializationError(f"corrupt stored result: {exc}") from exc
 
@@ -199,8 +269,29 @@ class Serializer:
         wire = msgspec.Raw(_encoder.encode(self._wire(value, "dependency result")))
         return _encoder.encode((ref, [wire, *_raw_items.decode(args)], kwargs))
 
-    def decode_call(self, payload: bytes) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
-        """The function, positional and keyword arguments of an encoded call."""
+    def function_ref(self, payload: bytes) -> str | None:
+        """The import path an encoded call names, or None for a function by value (nothing
+        decoded beyond the call's first item, nothing imported)."""
+        try:
+            ref = msgspec.msgpack.decode(_raw_items.decode(payload)[0])
+        except (msgspec.DecodeError, IndexError) as exc:
+            raise SerializationError(f"corrupt task payload: {exc}") from exc
+        if isinstance(ref, str):
+            return ref
+        if isinstance(ref, msgspec.msgpack.Ext):
+            return None
+        raise SerializationError(
+            "corrupt task payload: its function is neither an import path nor a pickle"
+        )
+
+    def decode_call(
+        self, payload: bytes, *, where_defined: bool = False
+    ) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
+        """The function, positional and keyword arguments of an encoded call.
+
+        ``where_defined``: an import path must name the function where it is defined (its
+        ``__module__`` and ``__qualname__``), so that an allowed module's attributes
+        (``"allowed.mod:os.system"``) cannot reach functions elsewhere."""
         decoded = self._decode(payload)
         if isinstance(decoded, list) and len(decoded) == 4:
             raise SerializationError(
@@ -219,6 +310,15 @@ class Serializer:
             if func is None:
                 func = resolve_import_path(ref)
                 self._funcs[ref] = func
+            if where_defined:
+                target = getattr(func, "__omniq_func__", func)
+                module = getattr(target, "__module__", "?")
+                defined = f"{module}:{getattr(target, '__qualname__', '?')}"
+                if defined != canonical_path(ref):
+                    raise SerializationError(
+                        f"task function {ref!r} is {defined!r}: with an allow-list, a task "
+                        "function must be named where it is defined"
+                    )
         else:
             func = ref
         if not callable(func):

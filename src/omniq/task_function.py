@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from omniq.allowlist import register
+
 __all__ = ["TaskFunction"]
 
 
@@ -16,6 +18,7 @@ class TaskFunction:
         self, func: Callable[..., Any], submit: Callable[..., Any], options: dict[str, Any]
     ) -> None:
         self.__omniq_func__ = func
+        register(func)  # workers of this process with an allow-list run it
         self._submit = submit
         self.options = options
         functools.update_wrapper(self, func)

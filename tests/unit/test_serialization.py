@@ -111,7 +111,7 @@ def test_results_round_trip() -> None:
         error=TaskError(type="E", message="m", traceback="tb"),
         attempts=2,
     )
-    assert s.decode_result(s.encode_result(result)) == result
+    assert s.decode_result(s.encode_result(result, "p"), "p", "t") == result
 
 
 def test_modules_referenced_by_value_functions_travel_by_name() -> None:
@@ -125,3 +125,55 @@ def test_modules_referenced_by_value_functions_travel_by_name() -> None:
     assert len(payload) < 2000  # the omniq package itself is not in the pickle
     func, _, _ = s.decode_call(payload)
     assert func() is None
+
+
+def test_sealed_payloads_are_bound_to_their_use() -> None:
+    keyed, body = Serializer("k1"), Serializer().encode_call(taskfns.add, (1, 2))
+    sealed = keyed.seal(body, "task", "p", "A")
+    assert keyed.unseal(sealed, "task", "p", "A") == body
+    # Copied to another task, into another field, into another project:
+    for use in (("task", "p", "B"), ("schedule", "p", "A"), ("task", "q", "A")):
+        with pytest.raises(SignatureError, match="does not match"):
+            keyed.unseal(sealed, *use)
+    with pytest.raises(SignatureError, match="does not match"):
+        Serializer("k2").unseal(sealed, "task", "p", "A")
+    for i in (len(sealed) - 1, 5):  # a byte of the body, a byte of the MAC
+        tampered = sealed[:i] + bytes([sealed[i] ^ 1]) + sealed[i + 1 :]
+        with pytest.raises(SignatureError, match="does not match"):
+            keyed.unseal(tampered, "task", "p", "A")
+    with pytest.raises(SignatureError, match="unsigned task payload of 'A'"):
+        keyed.unseal(body, "task", "p", "A")
+    # Without a key nothing is sealed, and a sealed piece is read as it is.
+    plain = Serializer()
+    assert plain.seal(body, "task", "p", "A") is body
+    assert plain.unseal(sealed, "task", "p", "A") == body
+
+
+def test_results_are_sealed_for_their_task() -> None:
+    keyed = Serializer("k")
+    data = keyed.encode_result(TaskResult(task_id="A", status=TaskStatus.SUCCESS, value=1), "p")
+    assert keyed.decode_result(data, "p", "A").value == 1
+    with pytest.raises(SignatureError, match="task result of 'B'"):
+        keyed.decode_result(data, "p", "B")
+    unsigned = Serializer().encode_result(TaskResult(task_id="B", status=TaskStatus.SUCCESS), "p")
+    with pytest.raises(SignatureError, match="unsigned task result"):
+        keyed.decode_result(unsigned, "p", "B")
+
+
+def test_function_ref_names_the_function_without_importing_it() -> None:
+    s = Serializer()
+    assert s.function_ref(s.encode_call("no_such_module_xyz:f")) == "no_such_module_xyz:f"
+    assert s.function_ref(s.encode_call(lambda: 1)) is None
+    with pytest.raises(SerializationError, match="corrupt"):
+        s.function_ref(b"\x93\x01\x90\x80")
+
+
+def test_where_defined_refuses_paths_that_lead_elsewhere() -> None:
+    s = Serializer()
+    func, _, _ = s.decode_call(s.encode_call("taskfns:add"), where_defined=True)
+    assert func is taskfns.add
+    assert s.decode_call(s.encode_call("taskfns.add"), where_defined=True)[0] is taskfns.add
+    for elsewhere in ("taskfns:os.system", "omniq:current_task"):
+        assert callable(s.decode_call(s.encode_call(elsewhere))[0])
+        with pytest.raises(SerializationError, match="named where it is defined"):
+            s.decode_call(s.encode_call(elsewhere), where_defined=True)

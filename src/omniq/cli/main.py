@@ -143,6 +143,15 @@ def _describe_backend(queue: Any) -> str:
     "directory is on the import path).",
 )
 @click.option(
+    "--allow",
+    "allowed",
+    multiple=True,
+    metavar="PATTERN",
+    help="Run only functions whose import path matches, e.g. 'myapp.tasks:*' (repeatable or "
+    "comma-separated), besides the imported modules' @oq.task functions; others fail unimported "
+    "[default: ALLOWED_FUNCTIONS, else any function].",
+)
+@click.option(
     "--stop-timeout",
     type=click.FloatRange(min=0),
     help="Seconds running tasks get to finish after SIGINT/SIGTERM before they are handed back "
@@ -156,6 +165,7 @@ def worker(
     max_workers: int | None,
     queues: list[str] | None,
     imports: tuple[str, ...],
+    allowed: tuple[str, ...],
     stop_timeout: float | None,
 ) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM.
@@ -172,7 +182,12 @@ def worker(
         patch()
     stop = _StopOnSignal()
     _import_modules(imports)
-    given = {"max_workers": max_workers, "queues": queues, "stop_timeout": stop_timeout}
+    given = {
+        "max_workers": max_workers,
+        "queues": queues,
+        "stop_timeout": stop_timeout,
+        "allowed_functions": [p for item in allowed for p in item.split(",") if p.strip()] or None,
+    }
     options = {name: value for name, value in given.items() if value is not None}
     with state.open(worker_type, **options) as oq:
         # One round trip first: an unreachable server is one error line, not a worker that logs

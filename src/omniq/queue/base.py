@@ -57,6 +57,10 @@ def new_id() -> str:
 class AsyncTaskQueue(Configurable, abc.ABC):
     """Stores tasks in named queues with priorities, delays, TTL and leases."""
 
+    #: Whether the storage is reached over a network (a server, object storage): then whoever
+    #: can write to it can run code on workers without a secret key, and workers warn.
+    networked: bool = False
+
     def __init__(
         self,
         *,
@@ -262,10 +266,17 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             raise ConfigError(f"depends_on must be a list of task ids, got {depends_on!r}")
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"key must be a str, got {key!r}")
-        payload = self.serializer.encode_call(func, args, func_args or {}, _inputs)
+        task_id = new_id()
+        serializer = self.serializer
+        payload = serializer.seal(
+            serializer.encode_call(func, args, func_args or {}, _inputs),
+            "task",
+            self.project_name,
+            task_id,
+        )
         return Task(
-            id=new_id(),
-            func_name=self.serializer.name_of(func),
+            id=task_id,
+            func_name=serializer.name_of(func),
             payload=payload,
             queue_name=queue_name,
             priority=priority,

@@ -155,6 +155,7 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
             project_name=project_name, queues=queues, serializer=serializer, settings=settings
         )
         store = open_store(base_dir or self.settings.BASE_DIR, storage_options, self.project_name)
+        self.networked = not store.local and not store.url.startswith("memory://")
         self._dir = TaskDir(store)
         self._records = RecordDir(store)
         self._channel = channel(("file-queue", store.url, self.project_name))

@@ -100,6 +100,8 @@ class NATSTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
 class AsyncNATSTaskQueue(AsyncTaskQueue):
     """Task queue on NATS JetStream (nats-py)."""
 
+    networked = True
+
     config_class = NATSTaskQueueConfig
 
     def __init__(

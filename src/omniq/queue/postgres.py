@@ -64,6 +64,8 @@ __all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueue", "PostgresTaskQueueConf
 class AsyncPostgresTaskQueue(AsyncTaskQueue):
     """Task queue in a PostgreSQL database."""
 
+    networked = True
+
     def __init__(
         self,
         *,

@@ -93,6 +93,8 @@ class RedisTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 class AsyncRedisTaskQueue(AsyncTaskQueue):
     """Task queue in Redis (redis-py's asyncio client)."""
 
+    networked = True
+
     config_class = RedisTaskQueueConfig
 
     def __init__(

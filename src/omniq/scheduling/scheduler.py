@@ -29,7 +29,7 @@ import msgspec
 
 from omniq._sync import SyncTwin, as_async
 from omniq._tasks import cancel_and_wait, wait_within
-from omniq.errors import ConfigError
+from omniq.errors import ConfigError, SignatureError
 from omniq.models import (
     EventType,
     Schedule,
@@ -121,11 +121,18 @@ class AsyncScheduler:
         if schedule_id is not None and (not isinstance(schedule_id, str) or not schedule_id):
             raise ConfigError(f"schedule_id must be a non-empty str, got {schedule_id!r}")
         sample = self.queue.build_task(func, func_args, args=args, queue_name=queue_name, **options)
+        schedule_id = schedule_id or uuid.uuid4().hex
+        serializer, project = self.queue.serializer, self.queue.project_name
         now = utcnow()
         schedule = Schedule(
-            id=schedule_id or uuid.uuid4().hex,
+            id=schedule_id,
             func_name=sample.func_name,
-            payload=sample.payload,
+            payload=serializer.seal(
+                serializer.unseal(sample.payload, "task", project, sample.id),
+                "schedule",
+                project,
+                schedule_id,
+            ),
             queue_name=queue_name,
             cron=cron,
             interval=seconds,
@@ -356,10 +363,11 @@ class AsyncScheduler:
     ) -> Task:
         options = schedule.options
         ttl = options.get("ttl")
+        task_id = task_id or new_id()
         return Task(
-            id=task_id or new_id(),
+            id=task_id,
             func_name=schedule.func_name,
-            payload=schedule.payload,
+            payload=self._run_payload(schedule, task_id),
             queue_name=schedule.queue_name,
             priority=options.get("priority", 0),
             status=TaskStatus.PENDING,
@@ -373,6 +381,18 @@ class AsyncScheduler:
             key=f"omniq-schedule:{schedule.id}:{due.timestamp():.6f}",
             schedule_id=schedule.id,
         )
+
+    def _run_payload(self, schedule: Schedule, task_id: str) -> bytes:
+        """The schedule's call sealed for one of its runs (with a secret key)."""
+        serializer, project = self.queue.serializer, self.queue.project_name
+        try:
+            body = serializer.unseal(schedule.payload, "schedule", project, schedule.id)
+        except SignatureError as exc:
+            # Passed on as it is: the worker refuses it, and the run ends FAILED with the reason
+            # where users look, rather than a schedule that silently stops firing.
+            logger.error("schedule %s: %s", schedule.id, exc)
+            return schedule.payload
+        return serializer.seal(body, "task", project, task_id)
 
     # --- storage helpers -----------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ class AsyncResultStorage(Configurable, abc.ABC):
 
     def encode_many(self, results: Sequence[TaskResult]) -> list[tuple[TaskResult, bytes]]:
         """Each result with its stored form."""
-        return [(r, self.serializer.encode_result(r)) for r in results]
+        encode, project = self.serializer.encode_result, self.project_name
+        return [(r, encode(r, project)) for r in results]
 
     async def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""
@@ -111,7 +112,11 @@ class AsyncResultStorage(Configurable, abc.ABC):
         data = await self._get(task_id)
         if data is None:
             return None
-        result = self.serializer.decode_result(data)
+        return self._live(task_id, data)
+
+    def _live(self, task_id: str, data: bytes) -> TaskResult | None:
+        """The stored result of ``task_id`` (its seal checked), or None if it expired."""
+        result = self.serializer.decode_result(data, self.project_name, task_id)
         if result.expires_at is not None and result.expires_at <= utcnow():
             return None
         return result

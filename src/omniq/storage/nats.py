@@ -168,7 +168,7 @@ class AsyncNATSResultStorage(AsyncResultStorage):
                 try:
                     pushed = self._pushed.pop(key, None)  # the watch brought the value itself
                     if pushed is not None:
-                        result = self._live(pushed)
+                        result = self._live(task_id, pushed)
                     else:
                         result = await self._get_live(task_id)
                     if result is not None:
@@ -185,12 +185,6 @@ class AsyncNATSResultStorage(AsyncResultStorage):
             if not self._waiting[key]:
                 del self._waiting[key]
                 self._pushed.pop(key, None)
-
-    def _live(self, data: bytes) -> TaskResult | None:
-        result = self.serializer.decode_result(data)
-        if result.expires_at is not None and result.expires_at <= utcnow():
-            return None
-        return result
 
     async def _ensure_watch(self) -> None:
         if self._watch is not None:

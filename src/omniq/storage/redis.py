@@ -33,7 +33,7 @@ from omniq._redis.keys import RESULTS_CHANNEL, result_key
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.errors import StorageError
-from omniq.models import TaskResult, utcnow
+from omniq.models import TaskResult
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncResultStorage
 
@@ -148,7 +148,10 @@ class AsyncRedisResultStorage(AsyncResultStorage):
         while True:
             written = self._waiters.future(task_id)  # before looking: no write falls between
             try:
-                result = await self._get_live(task_id) if data is None else self._live(data)
+                if data is None:
+                    result = await self._get_live(task_id)
+                else:
+                    result = self._live(task_id, data)
                 if result is not None:
                     return result
                 remaining = _RECHECK if deadline is None else deadline - loop.time()
@@ -202,12 +205,6 @@ class AsyncRedisResultStorage(AsyncResultStorage):
 
     async def _delete_expired(self, now: datetime) -> int:
         return 0  # Redis deletes expired results itself (each is written with PX)
-
-    def _live(self, data: bytes) -> TaskResult | None:
-        result = self.serializer.decode_result(data)
-        if result.expires_at is not None and result.expires_at <= utcnow():
-            return None
-        return result
 
     def _deliver(self, results: list[tuple[str, bytes]]) -> None:
         for task_id, data in results:

@@ -1,7 +1,9 @@
 """Child processes for the process-pool worker: what runs in them, and the pool that owns them.
 
-A child receives only bytes — the task's encoded payload — so the ``spawn`` start method works
-and nothing of the parent's state is shared. It decodes the call with its own serializer, runs it
+A child receives only bytes — the task's encoded call, its seal already checked and its function
+already allowed by the parent — so the ``spawn`` start method works and nothing of the parent's
+state is shared. It decodes the call with its own serializer (the key and ``allow_pickle`` of
+the queue's serializer, which still check each pickle inside the call), runs it
 (coroutines on the child's own event loop) and answers with the encoded value or the error. The
 parent kills a child whose task outlived its timeout or was cancelled, and replaces any child
 that dies; only that child's task fails.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import multiprocessing
@@ -65,12 +68,17 @@ def _error_tuple(exc: BaseException) -> tuple[str, str, str]:
 
 
 def child_main(
-    conn: multiprocessing.connection.Connection, secret_key: str | None, allow_pickle: bool
+    conn: multiprocessing.connection.Connection,
+    secret_key: str | bytes | None,
+    allow_pickle: bool,
+    where_defined: bool = False,
 ) -> None:
-    """The loop of one child process (the target of ``spawn``)."""
+    """The loop of one child process (the target of ``spawn``); ``where_defined``: the
+    worker has an allow-list (see ``Serializer.decode_call``)."""
     from omniq.serialization import Serializer
 
     serializer = Serializer(secret_key, allow_pickle=allow_pickle)
+    decode_call = functools.partial(serializer.decode_call, where_defined=where_defined)
     loop = asyncio.new_event_loop()
     held: deque[list[Any]] = deque()  # tasks received and not started, in order
     seen = 0
@@ -87,7 +95,9 @@ def child_main(
                 seen = message[0]
                 held.append(message)
             seq, task_id, attempt, queue_name, worker_id, payload = held.popleft()
-            kind, data = _run(serializer, loop, payload, task_id, attempt, queue_name, worker_id)
+            kind, data = _run(
+                serializer, decode_call, loop, payload, task_id, attempt, queue_name, worker_id
+            )
             # Take in what arrived meanwhile, so that the answer can say which task runs next.
             stop = False
             while not stop and conn.poll():
@@ -117,6 +127,7 @@ def _take(message: list[Any], held: deque[list[Any]], seen: int) -> int:
 
 def _run(
     serializer: Any,
+    decode_call: Callable[[bytes], Any],
     loop: asyncio.AbstractEventLoop,
     payload: bytes,
     task_id: str,
@@ -125,7 +136,7 @@ def _run(
     worker_id: str,
 ) -> tuple[str, Any]:
     try:
-        func, args, kwargs = serializer.decode_call(payload)
+        func, args, kwargs = decode_call(payload)
     except Exception as exc:  # unpickling runs user code
         return _PERMANENT, _error_tuple(exc)
     token = set_current(TaskContext(task_id, attempt, queue_name, worker_id))
@@ -187,13 +198,14 @@ class ChildPool:
         self,
         size: int,
         *,
-        secret_key: str | None,
+        secret_key: str | bytes | None,
         allow_pickle: bool,
+        where_defined: bool = False,
         max_tasks_per_child: int | None = None,
         prefetch: int = 0,
     ) -> None:
         self._size = size
-        self._secret_key, self._allow_pickle = secret_key, allow_pickle
+        self._child_args = (secret_key, allow_pickle, where_defined)
         self._max_tasks = max_tasks_per_child
         self._prefetch = prefetch
         self._context = multiprocessing.get_context("spawn")
@@ -366,7 +378,7 @@ class ChildPool:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=child_main,
-            args=(child_end, self._secret_key, self._allow_pickle),
+            args=(child_end, *self._child_args),
             name="omniq-child",
             daemon=True,
         )

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 from omniq._configurable import Configurable
 from omniq._sync import as_async
 from omniq._tasks import cancel_and_wait, wait_within
+from omniq.allowlist import AllowList
 from omniq.config import Settings, get_settings
 from omniq.context import TaskContext
 from omniq.dependencies import DependencyResolver
@@ -112,6 +113,7 @@ class BaseWorker(Configurable, abc.ABC):
         worker_id: str | None = None,
         scheduler: bool = True,
         claim_ahead: bool = True,
+        allowed_functions: Sequence[str] | str | None = None,
         settings: Settings | None = None,
     ) -> None:
         """
@@ -134,6 +136,10 @@ class BaseWorker(Configurable, abc.ABC):
                 slots what they start within ~10 ms (at most 4 x ``max_workers``), so that
                 claims bring more tasks and overlap running ones; False: claim only for free
                 slots (no task waits in this worker that another could start).
+            allowed_functions: run only functions whose import path matches one of these
+                patterns (``"myapp.tasks:*"``; a list or a comma-separated string) or that
+                are ``@oq.task`` functions of this process; anything else fails without being
+                imported (default: ``ALLOWED_FUNCTIONS``; None: any function).
         """
         self.settings = settings or get_settings()
         if queue is None:
@@ -162,6 +168,9 @@ class BaseWorker(Configurable, abc.ABC):
         self.claim_ahead = bool(claim_ahead) and self.may_claim_ahead
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.serializer = getattr(self.queue, "serializer", None)
+        self.allowed = AllowList(
+            self.settings.ALLOWED_FUNCTIONS if allowed_functions is None else allowed_functions
+        )
         self._events = EventBuffer(self.event_store)
         emit = self._events.emit if self._events.enabled else None
         self._resolver = DependencyResolver(self.queue, self.result_store, emit)
@@ -218,6 +227,14 @@ class BaseWorker(Configurable, abc.ABC):
         if self.scheduler is not None:
             await self.scheduler.start()
         logger.info("worker %s started (%d slots)", self.worker_id, self.max_workers)
+        if getattr(self.queue, "networked", False) and not (
+            self.serializer is not None and self.serializer.secret_key
+        ):
+            logger.warning(
+                "worker %s: its task queue is reached over a network and no SECRET_KEY is set: "
+                "whoever can write to that storage can run code on this worker (see SECURITY.md)",
+                self.worker_id,
+            )
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully: no new claims; running tasks get ``timeout`` seconds (default
@@ -337,11 +354,25 @@ class BaseWorker(Configurable, abc.ABC):
 
     def _decode(self, task: Task) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
         """The task's function and arguments; a :class:`PermanentFailure` if they cannot be had."""
+        call = self._checked_call(task)
         assert self.serializer is not None
         try:
-            return self.serializer.decode_call(task.payload)
+            return self.serializer.decode_call(call, where_defined=self.allowed.enabled)
         except Exception as exc:  # unpickling runs user code: anything may come out
             raise PermanentFailure(_error(exc)) from exc
+
+    def _checked_call(self, task: Task) -> bytes:
+        """The task's encoded call, its seal checked (with a secret key) and its function
+        allowed, before anything is decoded or imported; a :class:`PermanentFailure` if not."""
+        serializer = self.serializer
+        assert serializer is not None
+        try:
+            call = serializer.unseal(task.payload, "task", self.queue.project_name, task.id)
+            if self.allowed.enabled:
+                self.allowed.check(serializer.function_ref(call))
+        except Exception as exc:
+            raise PermanentFailure(_error(exc)) from exc
+        return call
 
     # --- loops -------------------------------------------------------------------------------
 
@@ -594,8 +625,9 @@ class BaseWorker(Configurable, abc.ABC):
     async def _with_dependency_results(self, task: Task) -> Task:
         """The task with its dependencies' results put in its call, where it takes them."""
         assert self.serializer is not None
+        call = self._checked_call(task)
         try:
-            inputs = self.serializer.call_inputs(task.payload)
+            inputs = self.serializer.call_inputs(call)
         except Exception as exc:
             raise PermanentFailure(_error(exc)) from exc
         if inputs is None:
@@ -619,9 +651,13 @@ class BaseWorker(Configurable, abc.ABC):
                 )
             )
         values = [r.value for r in results if r is not None]
+        serializer = self.serializer
         try:
-            payload = self.serializer.with_inputs(
-                task.payload, values[0] if mode == "one" else values
+            payload = serializer.seal(
+                serializer.with_inputs(call, values[0] if mode == "one" else values),
+                "task",
+                self.queue.project_name,
+                task.id,
             )
         except Exception as exc:
             raise PermanentFailure(_error(exc)) from exc

@@ -71,10 +71,14 @@ class AsyncProcessPoolWorker(BaseWorker):
 
     async def _setup(self) -> None:
         serializer = self.serializer
+        assert serializer is not None
+        # The children check what the queue's serializer checks: never this worker's settings,
+        # which may lack the queue's key.
         self._pool = ChildPool(
             self.processes,
-            secret_key=self.settings.SECRET_KEY,
-            allow_pickle=getattr(serializer, "allow_pickle", True),
+            secret_key=serializer.secret_key,
+            allow_pickle=serializer.allow_pickle,
+            where_defined=self.allowed.enabled,
             max_tasks_per_child=self.max_tasks_per_child,
             prefetch=self.prefetch,
         )
@@ -87,6 +91,7 @@ class AsyncProcessPoolWorker(BaseWorker):
 
     async def _execute(self, task: Task, ctx: TaskContext) -> Any:
         assert self._pool is not None and self.serializer is not None
+        call = self._checked_call(task)  # here, before any child decodes or imports anything
         on_start = None
         deadline = self._timeouts.get(task.id)
         if deadline is not None and task.timeout is not None:
@@ -99,7 +104,7 @@ class AsyncProcessPoolWorker(BaseWorker):
                 deadline.reschedule(loop.time() + seconds)
 
         kind, data = await self._pool.run(
-            (task.id, task.attempts, task.queue_name, self.worker_id, task.payload),
+            (task.id, task.attempts, task.queue_name, self.worker_id, call),
             may_wait=task.timeout is None,
             on_start=on_start,
         )
