@@ -22,7 +22,7 @@ import taskfns
 
 from omniq import OmniQ, TaskStatus
 from omniq.config import Settings
-from omniq.models import ScheduleStatus, utcnow
+from omniq.models import ScheduleStatus, TaskResult, utcnow
 from omniq.queue import SQLiteTaskQueue
 from omniq.scheduling import Scheduler
 
@@ -169,6 +169,16 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *fragments: 
 
 
 # --- inspection ------------------------------------------------------------------------------
+
+
+def test_a_keyed_cli_refuses_an_unsigned_result(env: dict[str, str], run: Run) -> None:
+    with OmniQ.from_env() as oq:  # no key: what anyone who can write the database writes
+        task_id = oq.enqueue(taskfns.noop)
+        oq.result_store.put(TaskResult(task_id=task_id, status=TaskStatus.SUCCESS, value="forged"))
+    assert "forged" in run("task", task_id).stdout
+    keyed = run("task", task_id, extra_env={"OMNIQ_SECRET_KEY": "cli-secret"})
+    assert_one_error_line(keyed, "refusing an unsigned task result", task_id)
+    assert "cli-secret" not in keyed.stderr
 
 
 def test_status_counts_tasks_per_queue_and_status(env: dict[str, str], run: Run) -> None:
