@@ -36,8 +36,8 @@ def parse_patterns(value: str | Sequence[str] | None) -> tuple[str, ...] | None:
     """Patterns from a list, or from one comma-separated string; None stays None (no list)."""
     if value is None:
         return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    if not all(isinstance(p, str) for p in items):
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(p, str) for p in items):
         raise ConfigError(f"allowed_functions must be a list of patterns, got {value!r}")
     return tuple(p.strip() for p in items if p.strip())
 

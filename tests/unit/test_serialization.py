@@ -177,3 +177,18 @@ def test_where_defined_refuses_paths_that_lead_elsewhere() -> None:
         assert callable(s.decode_call(s.encode_call(elsewhere))[0])
         with pytest.raises(SerializationError, match="named where it is defined"):
             s.decode_call(s.encode_call(elsewhere), where_defined=True)
+
+
+def test_allow_list_patterns_are_validated() -> None:
+    from omniq.allowlist import AllowList
+    from omniq.errors import ConfigError, FunctionNotAllowedError
+
+    assert AllowList("a:*, b.c.*").patterns == ("a:*", "b.c.*")
+    assert AllowList(None).patterns is None
+    AllowList(["b.c.*"]).check("b.c:f")
+    AllowList(["b.c:*"]).check("b.c.f")  # the dotted form of b.c:f
+    with pytest.raises(FunctionNotAllowedError, match=r"'b\.d:f' is not allowed"):
+        AllowList(["b.c:*"]).check("b.d:f")
+    for bad in (5, [1], {"a": 1}):
+        with pytest.raises(ConfigError, match="allowed_functions"):
+            AllowList(bad)  # type: ignore[arg-type]

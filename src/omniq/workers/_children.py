@@ -10,7 +10,7 @@ that dies; only that child's task fails.
 
 Wire (MessagePack arrays over a pipe, one message each way per task):
 
-- parent → child: ``[seq, task_id, attempt, queue_name, worker_id, payload]`` runs a task;
+- parent → child: ``[seq, task_id, attempt, queue_name, worker_id, call]`` runs a task;
   ``[seq]`` skips a task sent earlier that has not started; an empty message ends the child.
 - child → parent: ``[seq, kind, data, next, seen]``: the outcome of task ``seq``, the task it
   starts now (``next``, None when it has none) and the last ``seq`` it had received by then.

@@ -227,8 +227,8 @@ class BaseWorker(Configurable, abc.ABC):
         if self.scheduler is not None:
             await self.scheduler.start()
         logger.info("worker %s started (%d slots)", self.worker_id, self.max_workers)
-        if getattr(self.queue, "networked", False) and not (
-            self.serializer is not None and self.serializer.secret_key
+        if getattr(self.queue, "networked", False) and not getattr(
+            self.serializer, "secret_key", None
         ):
             logger.warning(
                 "worker %s: its task queue is reached over a network and no SECRET_KEY is set: "
