@@ -60,7 +60,7 @@ from omniq.scheduling.scheduler import AsyncScheduler
 from omniq.workers._events import EventBuffer
 from omniq.workers.heartbeat import Heartbeat
 
-__all__ = ["BaseWorker", "PermanentFailure", "RemoteError", "task_error"]
+__all__ = ["BaseWorker", "PermanentFailure", "RemoteError", "renew_interval", "task_error"]
 
 logger = logging.getLogger("omniq.worker")
 
@@ -466,7 +466,7 @@ class BaseWorker(Configurable, abc.ABC):
             stopper.cancel()
 
     async def _renew_loop(self) -> None:
-        interval = min(self.lease_timeout / 3, 1.0)
+        interval = renew_interval(self.lease_timeout)
         while True:
             await asyncio.sleep(interval)
             ready = {t.id for t in self._ready}
@@ -830,6 +830,12 @@ _NO_TASK = Task(id="", func_name="", payload=b"", created_at=utcnow(), run_at=ut
 def _released(task: Task) -> Task:
     """A claimed task as it goes back to the queue, due now."""
     return task.evolve(status=TaskStatus.PENDING, worker_id=None, lease_until=None, run_at=utcnow())
+
+
+def renew_interval(lease_timeout: float) -> float:
+    """Seconds between lease renewals: a third of the lease (two renewals may fail before it
+    lapses), at most a second (a cancel is noticed within about a second)."""
+    return min(lease_timeout / 3, 1.0)
 
 
 def task_error(exc: BaseException) -> TaskError:
