@@ -236,3 +236,38 @@ def test_memory_queue_from_config_struct() -> None:
 
     queue = MemoryTaskQueue.from_config(MemoryTaskQueueConfig(project_name="m", queues=["a"]))
     assert queue.queues == ["a"] and queue.project_name == "m"
+
+
+def _components_and_configs() -> list[tuple[type, type]]:
+    """Every component class beside its config struct (in its module or in omniq.models)."""
+    import sys
+
+    import omniq.models
+    import omniq.queue
+    import omniq.storage
+
+    pairs = []
+    for module in (omniq.queue, omniq.storage):
+        for name in module.__all__:
+            cls = getattr(module, name)
+            config_name = name.removeprefix("Async") + "Config"
+            config = getattr(sys.modules[cls.__module__], config_name, None)
+            config = config or getattr(omniq.models, config_name, None)
+            if name.startswith("Async") and config is not None:
+                pairs.append((cls, config))
+    return pairs
+
+
+@pytest.mark.parametrize(
+    ("cls", "config"), _components_and_configs(), ids=lambda c: getattr(c, "__name__", "")
+)
+async def test_project_name_defaults_to_the_setting(
+    cls: type, config: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given OMNIQ_PROJECT_NAME, every component from its default struct or constructor uses it."""
+    monkeypatch.setenv("OMNIQ_PROJECT_NAME", "from-env")
+    monkeypatch.setenv("OMNIQ_BASE_DIR", str(tmp_path))
+    assert config().project_name is None
+    for component in (cls.from_config(config()), cls()):
+        assert component.project_name == "from-env"
+        await component.close()
