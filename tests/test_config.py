@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import taskfns
 
+import omniq.config
 from omniq import OmniQ, ResultStore, TaskQueue
 from omniq.backend import FileBackend, MemoryBackend, SQLiteBackend
 from omniq.config import Settings
@@ -42,7 +43,6 @@ def test_settings_read_and_convert_the_environment() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"OMNIQ_MAX_WORKER": "3"}, "did you mean OMNIQ_MAX_WORKERS"),
         ({"OMNIQ_MAX_WORKERS": "many"}, "OMNIQ_MAX_WORKERS='many': Expected `int`"),
         ({"OMNIQ_MAX_WORKERS": "0"}, "MAX_WORKERS must be > 0"),
         ({"OMNIQ_LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' is not one of"),
@@ -52,6 +52,23 @@ def test_settings_read_and_convert_the_environment() -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_unknown_variables_warn_once_and_are_ignored(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other tools share the OMNIQ_ prefix: an unknown variable is a warning, not an error."""
+    monkeypatch.setattr(omniq.config, "_warned", set())
+    env = {"OMNIQ_MAX_WORKER": "3", "OMNIQ_DEPLOY_TAG": "blue"}
+    with caplog.at_level(logging.WARNING, logger="omniq.config"):
+        assert Settings.from_env(env) == Settings()
+        assert Settings.from_env(env) == Settings()
+    messages = [r.getMessage() for r in caplog.records if r.name == "omniq.config"]
+    assert len(messages) == 2
+    assert "OMNIQ_MAX_WORKER (did you mean OMNIQ_MAX_WORKERS?)" in messages[0]
+    assert "OMNIQ_DEPLOY_TAG" in messages[1]
+    with pytest.raises(ConfigError, match="unknown setting"):
+        Settings.from_env({}, MAX_WORKER=3)
 
 
 def test_every_setting_is_documented() -> None:
@@ -211,6 +228,7 @@ def test_facade_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OMNIQ_DEFAULT_WORKER", "async")
     monkeypatch.setenv("OMNIQ_MAX_WORKERS", "3")
     monkeypatch.setenv("OMNIQ_PROJECT_NAME", "envapp")
+    monkeypatch.setenv("OMNIQ_DEPLOY_TAG", "blue")  # another tool's variable: ignored
     with OmniQ.from_env() as oq:
         assert oq.worker_config == {"max_workers": 3}
         oq.start_worker()

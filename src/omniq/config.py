@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,8 @@ __all__ = ["Settings", "get_settings"]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PREFIX = "OMNIQ_"
+logger = logging.getLogger("omniq.config")
+_warned: set[str] = set()  # unknown variables already reported by this process
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -77,9 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 continue
             name = variable[len(_PREFIX) :]
             if name not in fields:
-                close = difflib.get_close_matches(name, fields, n=1)
-                hint = f" (did you mean {_PREFIX}{close[0]}?)" if close else ""
-                raise ConfigError(f"unknown setting {variable}{hint}; see docs/configuration.md")
+                _warn_unknown(variable, fields)
+                continue
             raw[name] = _parse(variable, value)
         raw.update(overrides)
         unknown = set(overrides) - set(fields)
@@ -89,6 +91,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
             raise ConfigError(_explain(exc, raw)) from exc
+
+
+def _warn_unknown(variable: str, fields: tuple[str, ...]) -> None:
+    # Deploy scripts and test harnesses use the prefix too, so an unknown name is only a hint.
+    if variable in _warned:
+        return
+    _warned.add(variable)
+    close = difflib.get_close_matches(variable[len(_PREFIX) :], fields, n=1)
+    hint = f" (did you mean {_PREFIX}{close[0]}?)" if close else ""
+    logger.warning("ignoring unknown setting %s%s; see docs/configuration.md", variable, hint)
 
 
 def _parse(variable: str, value: str) -> Any:
