@@ -44,7 +44,18 @@ def test_settings_read_and_convert_the_environment() -> None:
     ("env", "message"),
     [
         ({"OMNIQ_MAX_WORKERS": "many"}, "OMNIQ_MAX_WORKERS='many': Expected `int`"),
-        ({"OMNIQ_MAX_WORKERS": "0"}, "MAX_WORKERS must be > 0"),
+        ({"OMNIQ_MAX_WORKERS": "0"}, "MAX_WORKERS must be a finite number > 0"),
+        ({"OMNIQ_LEASE_TIMEOUT": "nan"}, "LEASE_TIMEOUT must be a finite number > 0"),
+        ({"OMNIQ_POLL_INTERVAL": "inf"}, "POLL_INTERVAL must be a finite number > 0"),
+        ({"OMNIQ_RETRY_DELAY": "nan"}, "RETRY_DELAY must be a finite number >= 0"),
+        ({"OMNIQ_TASK_TIMEOUT": "nan"}, "TASK_TIMEOUT must be a finite number of seconds"),
+        ({"OMNIQ_TASK_TTL": "inf"}, "TASK_TTL must be a finite number of seconds"),
+        ({"OMNIQ_RESULT_TTL": "-inf"}, "RESULT_TTL must be a finite number of seconds"),
+        ({"OMNIQ_EVENT_RETENTION": "nan"}, "EVENT_RETENTION must be a finite number"),
+        ({"OMNIQ_MAX_PAYLOAD_SIZE": "0"}, "MAX_PAYLOAD_SIZE must be a finite number > 0"),
+        ({"OMNIQ_SECRET_KEY": ""}, "OMNIQ_SECRET_KEY is set but empty"),
+        ({"OMNIQ_SECRET_KEY": "  "}, "OMNIQ_SECRET_KEY is set but empty"),
+        ({"OMNIQ_SECRET_KEY": "null"}, "OMNIQ_SECRET_KEY is set but empty"),
         ({"OMNIQ_LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' is not one of"),
         ({"OMNIQ_COMPONENT_LOG_LEVELS": "{bad"}, "invalid JSON"),
     ],
@@ -52,6 +63,36 @@ def test_settings_read_and_convert_the_environment() -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_nonsense_settings_in_code_are_refused() -> None:
+    with pytest.raises(ConfigError, match="SECRET_KEY is empty or blank"):
+        Settings(SECRET_KEY="")
+    with pytest.raises(ConfigError, match="LEASE_TIMEOUT must be a finite number"):
+        Settings(LEASE_TIMEOUT=float("nan"))
+    assert Settings.from_env({"OMNIQ_SECRET_KEY": " k3y "}).SECRET_KEY == "k3y"
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"lease_timeout": float("nan")}, "lease_timeout"),
+        ({"poll_interval": float("inf")}, "poll_interval"),
+        ({"max_workers": float("inf")}, "max_workers"),
+    ],
+)
+def test_nonsense_worker_options_are_refused(options: dict, field: str) -> None:
+    from omniq.models import WorkerConfig
+    from omniq.queue import AsyncMemoryTaskQueue
+    from omniq.workers import AsyncWorker
+
+    queue = AsyncMemoryTaskQueue()
+    for build in (
+        lambda: AsyncWorker(queue=queue, **options),
+        lambda: AsyncWorker.from_config(WorkerConfig(**options), queue=queue),
+    ):
+        with pytest.raises(ConfigError, match=f"^{field} must be a (finite|positive) number"):
+            build()
 
 
 def test_unknown_variables_warn_once_and_are_ignored(

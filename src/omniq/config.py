@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _PREFIX = "OMNIQ_"
 logger = logging.getLogger("omniq.config")
 _warned: set[str] = set()  # unknown variables already reported by this process
+_SECRET = f"{_PREFIX}SECRET_KEY"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -42,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     RESULT_TTL: float | None = 86400.0
     RETRY_ATTEMPTS: int = 3
     RETRY_DELAY: float = 1.0
+    MAX_PAYLOAD_SIZE: int = 64 * 1024 * 1024
     EVENT_RETENTION: float | None = 604800.0
     LEASE_TIMEOUT: float = 30.0
     POLL_INTERVAL: float = 0.5
@@ -52,15 +55,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     DISABLE_LOGGING: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("MAX_WORKERS", "LEASE_TIMEOUT", "POLL_INTERVAL"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        # NaN and infinity pass a "<= 0" check, and a NaN lease makes a worker spin.
+        for name in ("MAX_WORKERS", "LEASE_TIMEOUT", "POLL_INTERVAL", "MAX_PAYLOAD_SIZE"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
         for name in ("TASK_TIMEOUT", "TASK_TTL", "RESULT_TTL", "EVENT_RETENTION"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name} must be > 0 seconds (or unset), got {value!r}")
-        if self.RETRY_ATTEMPTS < 0 or self.RETRY_DELAY < 0:
-            raise ConfigError("RETRY_ATTEMPTS and RETRY_DELAY must be >= 0")
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise ConfigError(
+                    f"{name} must be a finite number of seconds > 0 (or unset), got {value!r}"
+                )
+        for name in ("RETRY_ATTEMPTS", "RETRY_DELAY"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.SECRET_KEY is not None and not self.SECRET_KEY.strip():
+            raise ConfigError(
+                "SECRET_KEY is empty or blank; set a real key, or leave it unset for no key"
+            )
         levels = {
             "LOG_LEVEL": self.LOG_LEVEL,
             **{f"COMPONENT_LOG_LEVELS[{k!r}]": v for k, v in self.COMPONENT_LOG_LEVELS.items()},
@@ -105,6 +118,13 @@ def _warn_unknown(variable: str, fields: tuple[str, ...]) -> None:
 
 def _parse(variable: str, value: str) -> Any:
     text = value.strip()
+    if variable == _SECRET:
+        # Only an unset variable means "no key": an empty one is a deploy mistake, not a choice.
+        if text.lower() in ("", "none", "null"):
+            raise ConfigError(
+                f"{variable} is set but empty ({value!r}); give a key, or unset it for no key"
+            )
+        return text
     if text.lower() in ("", "none", "null"):
         return None
     if text[:1] in "{[":
