@@ -10,11 +10,12 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgspec
 
+from omniq._redact import redact_value
 from omniq.errors import ConfigError
 
 __all__ = ["Settings", "get_settings"]
@@ -82,6 +83,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             if level.upper() not in _LOG_LEVELS:
                 raise ConfigError(f"{name}={level!r} is not one of {list(_LOG_LEVELS)}")
 
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={redact_value(name, getattr(self, name))!r}"
+            for name in self.__struct_fields__
+        )
+        return f"Settings({fields})"
+
+    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
+        for name in self.__struct_fields__:
+            yield name, redact_value(name, getattr(self, name))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``OMNIQ_*`` variables, then ``overrides``; values are validated."""
@@ -141,7 +153,7 @@ def _explain(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> str:
     message = str(exc)
     field = message.rsplit("$.", 1)[-1].strip("`").split("[")[0] if "$." in message else ""
     if field in raw:
-        return f"{_PREFIX}{field}={raw[field]!r}: {message.split(' - at ')[0]}"
+        return f"{_PREFIX}{field}={redact_value(field, raw[field])!r}: {message.split(' - at ')[0]}"
     return f"invalid setting: {message}"
 
 
