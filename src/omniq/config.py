@@ -25,12 +25,15 @@ _PREFIX = "OMNIQ_"
 logger = logging.getLogger("omniq.config")
 _warned: set[str] = set()  # unknown variables already reported by this process
 _SECRET = f"{_PREFIX}SECRET_KEY"
+_OCTAL = (f"{_PREFIX}FILE_MODE", f"{_PREFIX}DIR_MODE")  # written as chmod takes them: 0640
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Library-wide defaults. ``Settings.from_env()`` applies ``OMNIQ_<FIELD>`` variables."""
 
     BASE_DIR: str = "./omniq_data"
+    FILE_MODE: int = 0o600
+    DIR_MODE: int = 0o700
     PROJECT_NAME: str = "default"
     TASK_QUEUE_TYPE: str = "sqlite"
     TASK_QUEUE_URL: str | None = None
@@ -71,6 +74,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name, owner in (("FILE_MODE", 0o600), ("DIR_MODE", 0o700)):
+            value = getattr(self, name)
+            if not 0 <= value <= 0o777 or value & owner != owner:
+                raise ConfigError(
+                    f"{name} must be permission bits from {owner:#o} to 0o777 that keep the "
+                    f"owner's access ({owner:#o}), got {value:#o}"
+                )
         if self.SECRET_KEY is not None and not self.SECRET_KEY.strip():
             raise ConfigError(
                 "SECRET_KEY is empty or blank; set a real key, or leave it unset for no key"
@@ -85,8 +95,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     def __repr__(self) -> str:
         fields = ", ".join(
-            f"{name}={redact_value(name, getattr(self, name))!r}"
-            for name in self.__struct_fields__
+            f"{name}={redact_value(name, getattr(self, name))!r}" for name in self.__struct_fields__
         )
         return f"Settings({fields})"
 
@@ -139,6 +148,11 @@ def _parse(variable: str, value: str) -> Any:
         return text
     if text.lower() in ("", "none", "null"):
         return None
+    if variable in _OCTAL:
+        try:
+            return int(text.removeprefix("0o"), 8)
+        except ValueError as exc:
+            raise ConfigError(f"{variable}={value!r}: expected octal permission bits") from exc
     if text[:1] in "{[":
         try:
             return json.loads(text)
