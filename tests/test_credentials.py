@@ -12,6 +12,7 @@ from omniq.backend import NATSBackend, PostgresBackend, RedisBackend
 from omniq.config import Settings
 from omniq.errors import ConfigError, StorageError
 from omniq.queue import (
+    AsyncFileTaskQueue,
     AsyncNATSTaskQueue,
     AsyncPostgresTaskQueue,
     AsyncRedisTaskQueue,
@@ -109,6 +110,9 @@ def test_sync_twins_show_no_secret() -> None:
             lambda: Settings.from_env({}, SECRET_KEY=b"bytes-" + SECRET.encode()), id="key"
         ),
         pytest.param(lambda: AsyncRedisTaskQueue.from_dict({"password": 12345678}), id="option"),
+        pytest.param(
+            lambda: AsyncFileTaskQueue(base_dir=f"nosuchproto://u:{SECRET}@h/x"), id="base-dir"
+        ),
     ],
 )
 def test_configuration_errors_show_no_secret(build: Any) -> None:

@@ -33,6 +33,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from omniq._permissions import PRIVATE, Modes, makedirs, open_new, warn_if_shared
+from omniq._redact import redact
 from omniq.errors import ConfigError, MissingDependencyError, StorageError
 
 try:
@@ -136,9 +137,9 @@ def open_store(
     except ImportError as exc:
         if str(base_dir).startswith(("s3://", "s3a://")):
             raise MissingDependencyError("s3fs", "s3") from exc
-        raise ConfigError(f"base_dir {str(base_dir)!r}: {exc}") from exc
+        raise ConfigError(f"base_dir {redact(str(base_dir))!r}: {redact(str(exc))}") from exc
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"base_dir {str(base_dir)!r}: {exc}") from exc
+        raise ConfigError(f"base_dir {redact(str(base_dir))!r}: {redact(str(exc))}") from exc
     root = root.rstrip("/") or "/"
     url = fs.unstrip_protocol(root)
     if isinstance(fs, LocalFileSystem):
