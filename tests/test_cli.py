@@ -637,9 +637,6 @@ UNREACHABLE_POSTGRES = {
         pytest.param(["schedules"], UNREACHABLE_POSTGRES, "127.0.0.1:1", id="schedules-server"),
         pytest.param(["--config", "missing.yaml", "status"], {}, "missing.yaml", id="config"),
         pytest.param(["worker", "--config", "missing.yaml"], {}, "missing.yaml", id="w-config"),
-        pytest.param(
-            ["status"], {"OMNIQ_MAX_WORKER": "3"}, "did you mean OMNIQ_MAX_WORKERS", id="env-typo"
-        ),
         pytest.param(["tasks"], {"OMNIQ_MAX_WORKERS": "zero"}, "OMNIQ_MAX_WORKERS", id="env-value"),
         pytest.param(["worker"], {"OMNIQ_DEFAULT_WORKER": "threads"}, "threads", id="env-worker"),
         pytest.param(["worker", "--import", "no_such_module"], {}, "no_such_module", id="import"),
@@ -654,6 +651,42 @@ def test_expected_failures_are_one_line(
 
     assert_one_error_line(result, fragment)
     assert result.stdout == ""
+
+
+SECRET = "S3cr3tPw"
+
+
+@pytest.mark.parametrize(
+    ("args", "url"),
+    [
+        pytest.param(["status"], f"nats://user:{SECRET}@127.0.0.1:1", id="nats"),
+        pytest.param(["--json", "tasks"], f"nats://{SECRET}@127.0.0.1:1", id="nats-token"),
+        pytest.param(["status"], f"postgresql://omniq:{SECRET}@127.0.0.1:1/omniq", id="postgres"),
+        pytest.param(["worker"], f"postgresql://omniq:{SECRET}@127.0.0.1:1/omniq", id="worker"),
+        pytest.param(["status"], f"ftp://user:{SECRET}@127.0.0.1:1", id="bad-scheme"),
+    ],
+)
+def test_errors_show_no_credentials(run: Run, args: list[str], url: str) -> None:
+    """Given a server URL with a password or token, a failing command prints neither."""
+    env = {
+        "OMNIQ_TASK_QUEUE_URL": url,
+        "OMNIQ_RESULT_STORAGE_TYPE": "none",
+        "OMNIQ_EVENT_STORAGE_TYPE": "none",
+        "OMNIQ_LOG_LEVEL": "DEBUG",
+    }
+    result = run("--log-level", "DEBUG", *args, extra_env=env)
+
+    assert result.returncode == 1, result.stderr
+    assert "omniq: error: " in result.stderr and "127.0.0.1:1" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_unknown_variable_is_a_warning(run: Run) -> None:
+    result = run("--json", "status", extra_env={"OMNIQ_MAX_WORKER": "3"})
+
+    assert result.returncode == 0, result.stderr
+    assert "did you mean OMNIQ_MAX_WORKERS" in result.stderr
+    assert result.stderr.count("OMNIQ_MAX_WORKER ") == 1  # once, though read more than once
 
 
 def test_bad_config_file_is_one_line(run: Run, tmp_path: Path) -> None:

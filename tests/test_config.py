@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import taskfns
 
+import omniq.config
 from omniq import OmniQ, ResultStore, TaskQueue
 from omniq.backend import FileBackend, MemoryBackend, SQLiteBackend
 from omniq.config import Settings
@@ -42,9 +43,19 @@ def test_settings_read_and_convert_the_environment() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"OMNIQ_MAX_WORKER": "3"}, "did you mean OMNIQ_MAX_WORKERS"),
         ({"OMNIQ_MAX_WORKERS": "many"}, "OMNIQ_MAX_WORKERS='many': Expected `int`"),
-        ({"OMNIQ_MAX_WORKERS": "0"}, "MAX_WORKERS must be > 0"),
+        ({"OMNIQ_MAX_WORKERS": "0"}, "MAX_WORKERS must be a finite number > 0"),
+        ({"OMNIQ_LEASE_TIMEOUT": "nan"}, "LEASE_TIMEOUT must be a finite number > 0"),
+        ({"OMNIQ_POLL_INTERVAL": "inf"}, "POLL_INTERVAL must be a finite number > 0"),
+        ({"OMNIQ_RETRY_DELAY": "nan"}, "RETRY_DELAY must be a finite number >= 0"),
+        ({"OMNIQ_TASK_TIMEOUT": "nan"}, "TASK_TIMEOUT must be a finite number of seconds"),
+        ({"OMNIQ_TASK_TTL": "inf"}, "TASK_TTL must be a finite number of seconds"),
+        ({"OMNIQ_RESULT_TTL": "-inf"}, "RESULT_TTL must be a finite number of seconds"),
+        ({"OMNIQ_EVENT_RETENTION": "nan"}, "EVENT_RETENTION must be a finite number"),
+        ({"OMNIQ_MAX_PAYLOAD_SIZE": "0"}, "MAX_PAYLOAD_SIZE must be a finite number > 0"),
+        ({"OMNIQ_SECRET_KEY": ""}, "OMNIQ_SECRET_KEY is set but empty"),
+        ({"OMNIQ_SECRET_KEY": "  "}, "OMNIQ_SECRET_KEY is set but empty"),
+        ({"OMNIQ_SECRET_KEY": "null"}, "OMNIQ_SECRET_KEY is set but empty"),
         ({"OMNIQ_LOG_LEVEL": "LOUD"}, "LOG_LEVEL='LOUD' is not one of"),
         ({"OMNIQ_COMPONENT_LOG_LEVELS": "{bad"}, "invalid JSON"),
     ],
@@ -52,6 +63,53 @@ def test_settings_read_and_convert_the_environment() -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_nonsense_settings_in_code_are_refused() -> None:
+    with pytest.raises(ConfigError, match="SECRET_KEY is empty or blank"):
+        Settings(SECRET_KEY="")
+    with pytest.raises(ConfigError, match="LEASE_TIMEOUT must be a finite number"):
+        Settings(LEASE_TIMEOUT=float("nan"))
+    assert Settings.from_env({"OMNIQ_SECRET_KEY": " k3y "}).SECRET_KEY == "k3y"
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"lease_timeout": float("nan")}, "lease_timeout"),
+        ({"poll_interval": float("inf")}, "poll_interval"),
+        ({"max_workers": float("inf")}, "max_workers"),
+    ],
+)
+def test_nonsense_worker_options_are_refused(options: dict, field: str) -> None:
+    from omniq.models import WorkerConfig
+    from omniq.queue import AsyncMemoryTaskQueue
+    from omniq.workers import AsyncWorker
+
+    queue = AsyncMemoryTaskQueue()
+    for build in (
+        lambda: AsyncWorker(queue=queue, **options),
+        lambda: AsyncWorker.from_config(WorkerConfig(**options), queue=queue),
+    ):
+        with pytest.raises(ConfigError, match=f"^{field} must be a (finite|positive) number"):
+            build()
+
+
+def test_unknown_variables_warn_once_and_are_ignored(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other tools share the OMNIQ_ prefix: an unknown variable is a warning, not an error."""
+    monkeypatch.setattr(omniq.config, "_warned", set())
+    env = {"OMNIQ_MAX_WORKER": "3", "OMNIQ_DEPLOY_TAG": "blue"}
+    with caplog.at_level(logging.WARNING, logger="omniq.config"):
+        assert Settings.from_env(env) == Settings()
+        assert Settings.from_env(env) == Settings()
+    messages = [r.getMessage() for r in caplog.records if r.name == "omniq.config"]
+    assert len(messages) == 2
+    assert "OMNIQ_MAX_WORKER (did you mean OMNIQ_MAX_WORKERS?)" in messages[0]
+    assert "OMNIQ_DEPLOY_TAG" in messages[1]
+    with pytest.raises(ConfigError, match="unknown setting"):
+        Settings.from_env({}, MAX_WORKER=3)
 
 
 def test_every_setting_is_documented() -> None:
@@ -211,6 +269,7 @@ def test_facade_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OMNIQ_DEFAULT_WORKER", "async")
     monkeypatch.setenv("OMNIQ_MAX_WORKERS", "3")
     monkeypatch.setenv("OMNIQ_PROJECT_NAME", "envapp")
+    monkeypatch.setenv("OMNIQ_DEPLOY_TAG", "blue")  # another tool's variable: ignored
     with OmniQ.from_env() as oq:
         assert oq.worker_config == {"max_workers": 3}
         oq.start_worker()
@@ -236,3 +295,38 @@ def test_memory_queue_from_config_struct() -> None:
 
     queue = MemoryTaskQueue.from_config(MemoryTaskQueueConfig(project_name="m", queues=["a"]))
     assert queue.queues == ["a"] and queue.project_name == "m"
+
+
+def _components_and_configs() -> list[tuple[type, type]]:
+    """Every component class beside its config struct (in its module or in omniq.models)."""
+    import sys
+
+    import omniq.models
+    import omniq.queue
+    import omniq.storage
+
+    pairs = []
+    for module in (omniq.queue, omniq.storage):
+        for name in module.__all__:
+            cls = getattr(module, name)
+            config_name = name.removeprefix("Async") + "Config"
+            config = getattr(sys.modules[cls.__module__], config_name, None)
+            config = config or getattr(omniq.models, config_name, None)
+            if name.startswith("Async") and config is not None:
+                pairs.append((cls, config))
+    return pairs
+
+
+@pytest.mark.parametrize(
+    ("cls", "config"), _components_and_configs(), ids=lambda c: getattr(c, "__name__", "")
+)
+async def test_project_name_defaults_to_the_setting(
+    cls: type, config: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given OMNIQ_PROJECT_NAME, every component from its default struct or constructor uses it."""
+    monkeypatch.setenv("OMNIQ_PROJECT_NAME", "from-env")
+    monkeypatch.setenv("OMNIQ_BASE_DIR", str(tmp_path))
+    assert config().project_name is None
+    for component in (cls.from_config(config()), cls()):
+        assert component.project_name == "from-env"
+        await component.close()

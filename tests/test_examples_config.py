@@ -82,7 +82,7 @@ def test_config_usage_script_runs() -> None:
     assert "queues='high': Expected `array | null`, got `str`" in out
     assert "result_store.url: 'sqlite:///:memory:': give a database file" in out
     assert "broken.yaml: YAML error at line 3, column 10" in out
-    assert "unknown setting OMNIQ_MAX_WORKER (did you mean OMNIQ_MAX_WORKERS?)" in out
+    assert "OMNIQ_SECRET_KEY is set but empty ('')" in out
     assert "OMNIQ_MAX_WORKERS='lots': Expected `int`, got `str`" in out
     assert "(no error)" not in out
     assert out.rstrip().endswith("Done.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
 import time
 import uuid
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import modes_under
 
 from omniq._file import TaskDir, open_store
 from omniq._file import layout as L
@@ -518,3 +520,45 @@ def test_sync_twins(base: str, project: str) -> None:
     with FileEventStorage(base_dir=base, project_name=project) as events:
         events.log(_event(task_id, EventType.COMPLETE, utcnow()))
         assert [e.task_id for e in events.get_events()] == [task_id]
+
+
+# --- file permissions -----------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("umask_022")
+async def test_files_and_directories_are_private(tmp_path: Path, project: str) -> None:
+    """Given umask 022, every directory and file the three components create (tasks, locks,
+    results, JSON events) is the owner's only."""
+    root = tmp_path / "new"
+    queue = AsyncFileTaskQueue(base_dir=root / "files", project_name=project)
+    results = AsyncFileResultStorage(base_dir=root / "files", project_name=project)
+    events = AsyncFileEventStorage(base_dir=root / "files", project_name=project)
+    try:
+        task_id = await queue.enqueue(FUNC, key="k")
+        (task,) = await queue.claim("w")
+        await results.put(TaskResult(task_id=task_id, status=TaskStatus.SUCCESS, value=1))
+        await events.log(_event(task_id, EventType.ENQUEUED, utcnow()))
+        await queue.finish("w", [task.evolve(status=TaskStatus.SUCCESS)])
+    finally:
+        for component in (queue, results, events):
+            await component.close()
+    modes = modes_under(root)
+    assert len(modes) > 10
+    wrong = {
+        path: oct(mode)
+        for path, mode in modes.items()
+        if mode != (0o700 if (root / path).is_dir() else 0o600)
+    }
+    assert wrong == {}
+
+
+async def test_a_shared_base_dir_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    AsyncFileTaskQueue(base_dir=shared)
+    AsyncFileResultStorage(base_dir=shared)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"{shared} is writable by its group" in warnings[0]

@@ -313,3 +313,26 @@ async def _all_succeeded(queue: AsyncRedisTaskQueue, n: int) -> bool:
         return await queue.count(status=TaskStatus.SUCCESS) == n
     except StorageError:
         return False  # still reconnecting
+
+
+async def test_crafted_project_and_queue_names_never_share_a_key(
+    redis_server: RedisServer, project: str
+) -> None:
+    """Given project B = A + '}:idx:pending:x', whose keys used to be keys of A's queue
+    'x}:idx:pending:default', the two projects stay isolated."""
+    a_queue = "x}:idx:pending:default"
+    mine = AsyncRedisTaskQueue(url=redis_server.url, project_name=project)
+    theirs = AsyncRedisTaskQueue(url=redis_server.url, project_name=f"{project}}}:idx:pending:x")
+    try:
+        await theirs.enqueue(taskfns.noop)
+        await mine.enqueue(taskfns.noop, queue_name=a_queue, run_in=60)
+        assert await mine.count(queue_name=a_queue, status="pending") == 1
+        assert await theirs.count(status="pending") == 1
+        assert [t.queue_name for t in await theirs.claim("w", limit=5)] == ["default"]
+        client = mine._conn.client
+        keys = {k.decode() async for k in client.scan_iter(match="omniq:*")}
+        tags = {k[k.index("{") + 1 : k.index("}")] for k in keys if project in k}
+        assert len(tags) == 2  # one hash tag (cluster slot) per project
+    finally:
+        await mine.close()
+        await theirs.close()

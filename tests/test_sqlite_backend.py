@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import sqlite3
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import modes_under
 
 from omniq._sqlite import connection
 from omniq._sqlite.sql import QUERIES, SCHEMA_VERSION
+from omniq.config import Settings
 from omniq.errors import ConfigError, SerializationError, StorageError
 from omniq.models import (
     EventType,
@@ -559,3 +562,54 @@ def test_sync_twins(db: str) -> None:
     twin = SQLiteTaskQueue.from_config(SQLiteTaskQueueConfig(db_path=db))
     assert isinstance(twin, SQLiteTaskQueue) and twin.count() == 1
     twin.close()
+
+
+# --- file permissions ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("umask_022")
+@pytest.mark.parametrize(
+    ("settings", "file_mode", "dir_mode"),
+    [
+        pytest.param(Settings(), 0o600, 0o700, id="private"),
+        pytest.param(Settings(FILE_MODE=0o660, DIR_MODE=0o770), 0o640, 0o750, id="relaxed"),
+    ],
+)
+async def test_database_and_its_directories_are_private(
+    tmp_path: Path, settings: Settings, file_mode: int, dir_mode: int
+) -> None:
+    """Given umask 022, the database, its -wal and -shm files and the directories made for
+    them are the owner's only (a setting may relax that; the umask still applies)."""
+    root = tmp_path / "new"
+    queue = AsyncSQLiteTaskQueue(base_dir=root / "data", settings=settings)
+    results = AsyncSQLiteResultStorage(base_dir=root / "data", settings=settings)
+    try:
+        task_id = await queue.enqueue(FUNC)
+        await results.put(TaskResult(task_id=task_id, status=TaskStatus.SUCCESS, value=1))
+        modes = modes_under(root)
+    finally:
+        await queue.close()
+        await results.close()
+    assert modes == {
+        ".": dir_mode,
+        "data": dir_mode,
+        "data/omniq.db": file_mode,
+        "data/omniq.db-wal": file_mode,
+        "data/omniq.db-shm": file_mode,
+    }
+
+
+async def test_a_directory_others_can_write_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    for _ in range(2):
+        queue = AsyncSQLiteTaskQueue(base_dir=shared)
+        try:
+            await queue.count()
+        finally:
+            await queue.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"{shared} is writable by others" in warnings[0]

@@ -259,8 +259,8 @@ def bad_configurations(data_dir: str) -> None:
     )
 
     safe_dirs = {"OMNIQ_BASE_DIR": data_dir}
-    with environment(**safe_dirs, OMNIQ_MAX_WORKER="4"):
-        show_error("a misspelt variable: OMNIQ_MAX_WORKER=4", OmniQ.from_env)
+    with environment(**safe_dirs, OMNIQ_SECRET_KEY=""):
+        show_error("an empty key: OMNIQ_SECRET_KEY=", OmniQ.from_env)
     with environment(**safe_dirs, OMNIQ_MAX_WORKERS="lots"):
         show_error("a bad value: OMNIQ_MAX_WORKERS=lots", OmniQ.from_env)
 

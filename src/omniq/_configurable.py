@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from omniq._redact import redact_value
 from omniq.errors import ConfigError, require
 
 __all__ = ["Configurable", "load_yaml", "validate_options"]
@@ -97,7 +98,8 @@ def _explain(exc: msgspec.ValidationError, data: Mapping[str, Any]) -> str:
     message = str(exc)
     match = re.search(r"at `\$\.(\w+)", message)
     if match and match.group(1) in data:
-        return f"{match.group(1)}={data[match.group(1)]!r}: {message.split(' - at ')[0]}"
+        name = match.group(1)
+        return f"{name}={redact_value(name, data[name])!r}: {message.split(' - at ')[0]}"
     return message
 
 

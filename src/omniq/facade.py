@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from omniq._configurable import _allowed_keywords, load_yaml, validate_options
+from omniq._redact import redact
 from omniq._sync import SyncTwin, as_async
 from omniq.backend.base import Backend, component_class
 from omniq.config import Settings, get_settings
@@ -471,7 +472,7 @@ class _ComponentBuilder:
             url_kind, url_options = parse_url(section.url, field=f"{component}.url")
             if section.type and section.type != url_kind and component != "event_store":
                 raise ConfigError(
-                    f"{component}: type {section.type!r} does not match url {section.url!r}"
+                    f"{component}: type {section.type!r} does not match url {redact(section.url)!r}"
                 )
             kind, options = url_kind, {**url_options, **options}
         if kind is None or kind.lower() in ("none", "off", "false"):

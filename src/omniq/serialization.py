@@ -243,6 +243,20 @@ class Serializer:
         """Encode a function reference with its arguments; names the argument that fails.
 
         ``inputs`` (mode, task ids): the results of those tasks become the first argument."""
+        try:
+            return self._encode_call(func, args, kwargs, inputs)
+        except RecursionError as exc:
+            raise SerializationError(
+                "arguments are nested too deeply to encode (past the recursion limit)"
+            ) from exc
+
+    def _encode_call(
+        self,
+        func: Callable[..., Any] | str,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any] | None,
+        inputs: tuple[str, list[str]] | None,
+    ) -> bytes:
         ref = self._func_ref(func)
         wire_args = [self._wire(a, f"positional argument {i}") for i, a in enumerate(args)]
         wire_kwargs = {}

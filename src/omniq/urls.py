@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from omniq._redact import redact
 from omniq.errors import ConfigError
 
 __all__ = ["parse_url"]
@@ -60,7 +61,7 @@ def parse_url(url: str, *, field: str = "url") -> tuple[str, dict[str, Any]]:
     kind = _SCHEMES.get(scheme)
     if kind is None:
         raise ConfigError(
-            f"{field}: unsupported URL scheme {scheme!r} in {url!r}; "
+            f"{field}: unsupported URL scheme {scheme!r} in {redact(url)!r}; "
             f"allowed: {sorted(set(_SCHEMES))}"
         )
     if kind == "memory":

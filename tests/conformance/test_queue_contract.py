@@ -210,6 +210,20 @@ async def test_projects_are_isolated(spec, project) -> None:
             await c.close()
 
 
+async def test_payload_over_max_payload_size_fails_at_enqueue(spec, project) -> None:
+    from omniq.config import Settings
+
+    args = {**spec.component_args(project), "settings": Settings(MAX_PAYLOAD_SIZE=1000)}
+    queue = spec.build(spec.queue, project, args)
+    try:
+        with pytest.raises(SerializationError, match=r"more than MAX_PAYLOAD_SIZE \(1,000 bytes"):
+            await queue.enqueue(taskfns.noop, args=("x" * 1000,))
+        await queue.enqueue(taskfns.noop, args=("x" * 900,))
+        assert await queue.count() == 1
+    finally:
+        await queue.close()
+
+
 async def test_bad_input_fails_at_enqueue(storages: Storages) -> None:
     q = storages.queue
     gen = (i for i in range(3))
@@ -219,6 +233,15 @@ async def test_bad_input_fails_at_enqueue(storages: Storages) -> None:
         await q.enqueue(taskfns.noop, priority="high")
     with pytest.raises(ConfigError, match="ttl"):
         await q.enqueue(taskfns.noop, ttl=-1)
+    for field in ("ttl", "result_ttl", "retry_delay", "timeout", "run_in"):
+        for nonsense in (float("nan"), float("inf")):
+            with pytest.raises(ConfigError, match=f"{field} must be a finite number"):
+                await q.enqueue(taskfns.noop, **{field: nonsense})
+    deep: list = []
+    for _ in range(50_000):
+        deep = [deep]
+    with pytest.raises(SerializationError, match="nested too deeply"):
+        await q.enqueue(taskfns.noop, args=(deep,))
     with pytest.raises(ConfigError, match="run_at or run_in"):
         from omniq.models import utcnow
 

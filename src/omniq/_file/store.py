@@ -32,6 +32,8 @@ from urllib.parse import quote
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from omniq._permissions import PRIVATE, Modes, makedirs, open_new, warn_if_shared
+from omniq._redact import redact
 from omniq.errors import ConfigError, MissingDependencyError, StorageError
 
 try:
@@ -119,9 +121,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def open_store(
-    base_dir: str | os.PathLike[str], storage_options: Mapping[str, Any] | None, project: str
+    base_dir: str | os.PathLike[str],
+    storage_options: Mapping[str, Any] | None,
+    project: str,
+    modes: Modes = PRIVATE,
 ) -> Store:
-    """The store of ``project`` under ``base_dir`` (a local path or an fsspec URL)."""
+    """The store of ``project`` under ``base_dir`` (a local path or an fsspec URL); on a local
+    disk, what it creates gets ``modes``."""
     if not isinstance(base_dir, (str, os.PathLike)) or not str(base_dir):
         raise ConfigError(f"base_dir must be a path or an fsspec URL, got {base_dir!r}")
     if storage_options is not None and not isinstance(storage_options, Mapping):
@@ -131,13 +137,15 @@ def open_store(
     except ImportError as exc:
         if str(base_dir).startswith(("s3://", "s3a://")):
             raise MissingDependencyError("s3fs", "s3") from exc
-        raise ConfigError(f"base_dir {str(base_dir)!r}: {exc}") from exc
+        raise ConfigError(f"base_dir {redact(str(base_dir))!r}: {redact(str(exc))}") from exc
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"base_dir {str(base_dir)!r}: {exc}") from exc
+        raise ConfigError(f"base_dir {redact(str(base_dir))!r}: {redact(str(exc))}") from exc
     root = root.rstrip("/") or "/"
     url = fs.unstrip_protocol(root)
     if isinstance(fs, LocalFileSystem):
-        return _LocalStore(url, os.path.join(os.path.abspath(root), safe_name(project)))
+        root = os.path.abspath(root)
+        warn_if_shared(root)
+        return _LocalStore(url, os.path.join(root, safe_name(project)), modes)
     return _FsspecStore(url, posixpath.join(root, safe_name(project)), fs)
 
 
@@ -204,6 +212,10 @@ class Store:
 class _LocalStore(Store):
     local = True
 
+    def __init__(self, url: str, base: str, modes: Modes) -> None:
+        super().__init__(url, base)
+        self.modes = modes
+
     def _p(self, rel: str) -> str:
         return os.path.join(self.base, rel)
 
@@ -225,10 +237,10 @@ class _LocalStore(Store):
     def _tmp(self, data: bytes) -> str:
         tmp = self._p(f"tmp/{uuid.uuid4().hex}")
         try:
-            f = open(tmp, "wb")  # noqa: SIM115 - closed below, before any rename
+            f = open_new(tmp, self.modes.file)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
-            f = open(tmp, "wb")  # noqa: SIM115
+            makedirs(os.path.dirname(tmp), self.modes.dir)
+            f = open_new(tmp, self.modes.file)
         with f:
             f.write(data)
         return tmp
@@ -237,7 +249,7 @@ class _LocalStore(Store):
         with _guard("write", rel):
             tmp = self._tmp(data)
             try:
-                _replace(tmp, self._p(rel))
+                _replace(tmp, self._p(rel), self.modes.dir)
             except BaseException:
                 _silent_unlink(tmp)
                 raise
@@ -251,7 +263,7 @@ class _LocalStore(Store):
                 try:
                     os.link(tmp, path)
                 except FileNotFoundError:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    makedirs(os.path.dirname(path), self.modes.dir)
                     os.link(tmp, path)
                 return True
             except FileExistsError:
@@ -268,7 +280,7 @@ class _LocalStore(Store):
             except FileNotFoundError:
                 if not os.path.lexists(source):
                     return False
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            makedirs(os.path.dirname(target), self.modes.dir)
             try:
                 os.replace(source, target)
                 return True
@@ -291,7 +303,7 @@ class _LocalStore(Store):
 
     def makedirs(self, rel: str) -> None:
         with _guard("mkdir", rel):
-            os.makedirs(self._p(rel), exist_ok=True)
+            makedirs(self._p(rel), self.modes.dir)
 
     @contextlib.contextmanager
     def locked(self, rel: str) -> Iterator[None]:
@@ -303,10 +315,10 @@ class _LocalStore(Store):
         try:
             with _guard("lock", rel):
                 try:
-                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, self.modes.file)
                 except FileNotFoundError:
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                    makedirs(os.path.dirname(path), self.modes.dir)
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT, self.modes.file)
             try:
                 with _guard("lock", rel):
                     _lock_file(fd, rel, deadline)
@@ -417,11 +429,11 @@ class _FsspecStore(Store):
             self._box.lock.release()
 
 
-def _replace(tmp: str, path: str) -> None:
+def _replace(tmp: str, path: str, dir_mode: int) -> None:
     try:
         os.replace(tmp, path)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        makedirs(os.path.dirname(path), dir_mode)
         os.replace(tmp, path)
 
 

@@ -28,6 +28,7 @@ from omniq._nats.kv import (
     Write,
     delivery_info,
 )
+from omniq._redact import redact
 from omniq.errors import StorageError, require
 
 __all__ = [
@@ -122,7 +123,8 @@ class Client(KeyValueOps):
         self._batches = itertools.count()
 
     def describe(self) -> str:
-        return ",".join(self.servers)
+        """The servers, passwords and tokens masked."""
+        return redact(",".join(self.servers))
 
     # --- connection --------------------------------------------------------------------------
 
@@ -159,7 +161,9 @@ class Client(KeyValueOps):
                 servers=self.servers, allow_reconnect=True, max_reconnect_attempts=1, **options
             )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            raise StorageError(f"cannot connect to NATS at {self.describe()}: {exc!r}") from exc
+            raise StorageError(
+                f"cannot connect to NATS at {self.describe()}: {redact(repr(exc))}"
+            ) from exc
         nc.options["max_reconnect_attempts"] = reconnects
         self._reply_prefix = nc.new_inbox()
         await nc.subscribe(f"{self._reply_prefix}.*", cb=self._on_reply)
@@ -167,9 +171,9 @@ class Client(KeyValueOps):
 
     async def _log_error(self, exc: Exception) -> None:
         if self._nc is None:
-            logger.debug("connecting to NATS at %s: %r", self.describe(), exc)
+            logger.debug("connecting to NATS at %s: %s", self.describe(), redact(repr(exc)))
         else:
-            logger.warning("NATS connection error: %r", exc)
+            logger.warning("NATS connection error: %s", redact(repr(exc)))
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -34,7 +34,7 @@ __all__ = [
 
 
 class _PostgresConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    project_name: str = "default"
+    project_name: str | None = None
     dsn: str | None = None
     host: str | None = None
     port: int | None = None

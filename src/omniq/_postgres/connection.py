@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from omniq._postgres.sql import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from omniq._redact import redact
 from omniq.errors import ConfigError, StorageError, require
 
 __all__ = [
@@ -110,7 +111,8 @@ def connect_options(
     if dsn is not None and not (
         isinstance(dsn, str) and dsn.startswith(("postgresql://", "postgres://"))
     ):
-        raise ConfigError(f"dsn must be a 'postgresql://...' URL, got {dsn!r}")
+        shown = repr(redact(dsn)) if isinstance(dsn, str) else type(dsn).__name__
+        raise ConfigError(f"dsn must be a 'postgresql://...' URL, got {shown}")
     if port is not None and (
         isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
     ):
@@ -127,7 +129,7 @@ def connect_options(
 
 def storage_error(options: ConnectOptions, exc: BaseException) -> StorageError:
     """A StorageError saying what failed where (chain it with ``from exc``)."""
-    detail = str(exc) or type(exc).__name__
+    detail = redact(str(exc)) or type(exc).__name__
     return StorageError(f"PostgreSQL at {options.describe()}: {type(exc).__name__}: {detail}")
 
 

@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
+from omniq._redact import redact
 from omniq._redis.keys import prefix
 from omniq._tasks import cancel_and_wait, wait_within
 from omniq.errors import ConfigError, StorageError, require
@@ -82,9 +83,10 @@ def translate(action: str) -> Iterator[None]:
     try:
         yield
     except _redis_error() as exc:
-        raise StorageError(f"Redis: {action} failed: {type(exc).__name__}: {exc}") from exc
+        detail = redact(str(exc))
+        raise StorageError(f"Redis: {action} failed: {type(exc).__name__}: {detail}") from exc
     except OSError as exc:  # a socket error redis-py did not wrap
-        raise StorageError(f"Redis: {action} failed: {exc}") from exc
+        raise StorageError(f"Redis: {action} failed: {redact(str(exc))}") from exc
 
 
 def client_options(
@@ -100,10 +102,12 @@ def client_options(
 ) -> dict[str, Any]:
     """Validated connection options: one URL (keywords replace its parts) and pool options."""
     if url is not None and not isinstance(url, str):
-        raise ConfigError(f"url must be a str such as 'redis://127.0.0.1:6379/0', got {url!r}")
+        raise ConfigError(
+            f"url must be a str such as 'redis://127.0.0.1:6379/0', got {type(url).__name__}"
+        )
     if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
-            f"url must start with redis://, rediss:// or unix://, got {url!r} "
+            f"url must start with redis://, rediss:// or unix://, got {redact(url)!r} "
             "(e.g. 'redis://127.0.0.1:6379/0')"
         )
     if max_connections is not None and (
@@ -198,9 +202,8 @@ class Connection:
         return (parts.scheme, parts.hostname, parts.port, parts.path, parts.query, self.prefix)
 
     def describe(self) -> str:
-        """The server as a URL, without credentials."""
-        parts = urlsplit(self.options["url"])
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        """The server as a URL, its password masked."""
+        return redact(self.options["url"])
 
 
 def _make_client(options: dict[str, Any]) -> Any:

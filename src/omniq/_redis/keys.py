@@ -1,10 +1,12 @@
 """The Redis key layout of OmniQ: every key and channel one project uses, in one place.
 
-Every name starts with ``omniq:{<project>}:``. The braces are a Redis Cluster hash tag: all of a
-project's keys hash to one slot, so each Lua script touches keys of a single slot (cluster-safe)
-and one project's data never spreads across shards. Scripts get the prefix as ``ARGV[1]`` and one
-key of the project as ``KEYS[1]`` (which routes the call in a cluster); the names they build from
-the prefix are the ones below, and each ``.lua`` file lists those it touches.
+Every name starts with ``omniq:{<project>}:`` (``%``, ``{`` and ``}`` in the project name
+percent-encoded, so distinct projects never share a key). The braces are a Redis Cluster hash
+tag: all of a project's keys hash to one slot, so each Lua script touches keys of a single slot
+(cluster-safe) and one project's data never spreads across shards. Scripts get the prefix as
+``ARGV[1]`` and one key of the project as ``KEYS[1]`` (which routes the call in a cluster); the
+names they build from the prefix are the ones below, and each ``.lua`` file lists those it
+touches.
 
 Tasks (``omniq.queue.redis``):
 
@@ -87,13 +89,19 @@ TASK_FIELDS = (
     b"d",  # the immutable rest as msgpack (see omniq._redis.codec.Fixed)
 )
 
+# Without a '}' in it, the project ends at the first '}', so no project's prefix begins another
+# project's key, and the hash tag (the text between the first '{' and '}') is the whole project.
+# Inside a project every key starts with a fixed word, and only its last part is free text.
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
 WAKE_CHANNEL = "wake"
 RESULTS_CHANNEL = "results"
 
 
 def prefix(project: str) -> str:
-    """``omniq:{<project>}:``: the start of every key of the project (with its hash tag)."""
-    return f"omniq:{{{project}}}:"
+    """``omniq:{<project>}:``: the start of every key of the project (with its hash tag), the
+    project's ``%``, ``{`` and ``}`` percent-encoded."""
+    return f"omniq:{{{project.translate(_ESCAPES)}}}:"
 
 
 def task_key(project_prefix: str, task_id: str) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from omniq._permissions import Modes, create_file, makedirs, warn_if_shared
 from omniq._sqlite.sql import SCHEMA, SCHEMA_VERSION, statements
 from omniq.errors import StorageError
 
@@ -44,8 +45,9 @@ _Job = tuple[Any, tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[An
 class Runner:
     """Runs functions of a private ``sqlite3`` connection on the thread that owns it."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, modes: Modes) -> None:
         self.path = path
+        self.modes = modes
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._jobs: queue.SimpleQueue[_Job] | None = None
@@ -88,7 +90,10 @@ class Runner:
                     return None
                 jobs = queue.SimpleQueue()
                 thread = threading.Thread(
-                    target=_serve, args=(self.path, jobs), name="omniq-sqlite", daemon=True
+                    target=_serve,
+                    args=(self.path, self.modes, jobs),
+                    name="omniq-sqlite",
+                    daemon=True,
                 )
                 thread.start()
                 # An unclosed runner stops its thread when collected (the thread holds no
@@ -120,8 +125,9 @@ class SharedRunner:
     _registry: dict[tuple[int, str], tuple[Runner, int]] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, modes: Modes) -> None:
         self.path = path
+        self.modes = modes  # of the files it creates (the first opener's, if several differ)
         self._runner: Runner | None = None
         self._pid = 0
 
@@ -130,7 +136,7 @@ class SharedRunner:
         with self._registry_lock:
             runner, users = self._registry.get(key, (None, 0))
             if runner is None:
-                runner = Runner(self.path)
+                runner = Runner(self.path, self.modes)
             self._registry[key] = (runner, users + 1)
         self._runner, self._pid = runner, key[0]
         return runner
@@ -158,7 +164,7 @@ class SharedRunner:
             await runner.close()
 
 
-def _serve(path: str, jobs: queue.SimpleQueue[_Job]) -> None:
+def _serve(path: str, modes: Modes, jobs: queue.SimpleQueue[_Job]) -> None:
     conn: sqlite3.Connection | None = None
     try:
         while True:
@@ -176,7 +182,7 @@ def _serve(path: str, jobs: queue.SimpleQueue[_Job]) -> None:
             if live:
                 try:
                     if conn is None:
-                        conn = _retry(_open, path)
+                        conn = _retry(_open, path, modes)
                 except Exception as exc:
                     for _, _, loop, future in live:
                         _deliver(loop, future, None, exc)
@@ -261,7 +267,7 @@ def _retry(fn: Callable[..., T], *args: Any) -> T:
     raise AssertionError("unreachable")
 
 
-def _open(path: str) -> sqlite3.Connection:
+def _open(path: str, modes: Modes) -> sqlite3.Connection:
     if sqlite3.sqlite_version_info < _MIN_VERSION:
         raise StorageError(
             f"OmniQ's SQLite backend needs SQLite >= 3.35 (for RETURNING); "
@@ -269,7 +275,9 @@ def _open(path: str) -> sqlite3.Connection:
         )
     directory = os.path.dirname(path)
     if directory:
-        os.makedirs(directory, exist_ok=True)
+        makedirs(directory, modes.dir)
+        warn_if_shared(directory)
+    create_file(path, modes.file)
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_S, isolation_level=None, cached_statements=256
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from omniq._configurable import validate_options
+from omniq._redact import redact_value
 from omniq.errors import ConfigError
 from omniq.registry import backend_entry, load
 
@@ -73,5 +74,5 @@ class Backend:
         return cls(**options)
 
     def __repr__(self) -> str:
-        shown = {k: ("***" if "password" in k else v) for k, v in self.options.items()}
+        shown = {k: redact_value(k, v) for k, v in self.options.items()}
         return f"{type(self).__name__}({shown})"

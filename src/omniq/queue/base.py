@@ -18,7 +18,7 @@ from typing import Any
 
 from omniq._configurable import Configurable
 from omniq.config import Settings, get_settings
-from omniq.errors import ConfigError
+from omniq.errors import ConfigError, SerializationError
 from omniq.models import CLAIMABLE, FINAL, Task, TaskResult, TaskStatus, to_seconds, utcnow
 from omniq.serialization import Serializer
 
@@ -268,12 +268,13 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             raise ConfigError(f"key must be a str, got {key!r}")
         task_id = new_id()
         serializer = self.serializer
-        payload = serializer.seal(
-            serializer.encode_call(func, args, func_args or {}, _inputs),
-            "task",
-            self.project_name,
-            task_id,
-        )
+        call = serializer.encode_call(func, args, func_args or {}, _inputs)
+        if len(call) > settings.MAX_PAYLOAD_SIZE:
+            raise SerializationError(
+                f"the encoded call is {len(call):,} bytes, more than MAX_PAYLOAD_SIZE "
+                f"({settings.MAX_PAYLOAD_SIZE:,} bytes); pass a reference to large data instead"
+            )
+        payload = serializer.seal(call, "task", self.project_name, task_id)
         return Task(
             id=task_id,
             func_name=serializer.name_of(func),
@@ -559,9 +560,11 @@ def _seconds(field: str, value: timedelta | float, *, allow_zero: bool = False) 
         raise ConfigError(f"{field} must be a timedelta or a number of seconds, got {value!r}")
     seconds = to_seconds(value)
     assert seconds is not None
-    if seconds < 0 or (seconds == 0 and not allow_zero):
+    # The range test is also false for NaN, which passes "< 0".
+    if not 0 <= seconds < float("inf") or (seconds == 0 and not allow_zero):
         raise ConfigError(
-            f"{field} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}"
+            f"{field} must be a finite number {'>= 0' if allow_zero else '> 0'} of seconds, "
+            f"got {value!r}"
         )
     return seconds
 

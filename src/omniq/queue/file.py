@@ -117,6 +117,7 @@ from typing import Any
 from omniq._file import RecordDir, TaskDir, open_store, run
 from omniq._file.layout import us
 from omniq._notify import channel
+from omniq._permissions import modes_of
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.models import FileTaskQueueConfig, Task, TaskStatus
@@ -154,7 +155,12 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
         super().__init__(
             project_name=project_name, queues=queues, serializer=serializer, settings=settings
         )
-        store = open_store(base_dir or self.settings.BASE_DIR, storage_options, self.project_name)
+        store = open_store(
+            base_dir or self.settings.BASE_DIR,
+            storage_options,
+            self.project_name,
+            modes_of(self.settings),
+        )
         self.networked = not store.local and not store.url.startswith("memory://")
         self._dir = TaskDir(store)
         self._records = RecordDir(store)

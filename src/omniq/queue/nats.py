@@ -70,6 +70,7 @@ from omniq._nats.layout import (
 )
 from omniq._nats.pairs import PREFETCH_CLAIMS, Pair, Poller, wake_payload
 from omniq._nats.waiting import WaitingIndex
+from omniq._redact import redact
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.errors import StorageError, require
@@ -152,7 +153,8 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         self._claim_queues: list[str] | None = self.queues
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {','.join(self.servers)} project={self.project_name!r}>"
+        servers = redact(",".join(self.servers))
+        return f"<{type(self).__name__} {servers} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""

@@ -77,7 +77,7 @@ _DUE_FLOOR = 0.02  # the shortest wait for a task or lease coming due
 class RedisTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Configuration of :class:`AsyncRedisTaskQueue` (see its constructor)."""
 
-    project_name: str = "default"
+    project_name: str | None = None
     url: str = "redis://127.0.0.1:6379/0"
     host: str | None = None
     port: int | None = None

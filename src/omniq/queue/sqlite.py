@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from omniq._notify import channel
+from omniq._permissions import modes_of
 from omniq._sqlite import database_path
 from omniq._sqlite.codec import error_json, insert_rows, task_changes, task_from_row, to_epoch
 from omniq._sqlite.connection import SharedRunner, data_version, write
@@ -72,7 +73,7 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
             project_name=project_name, queues=queues, serializer=serializer, settings=settings
         )
         self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path)
+        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
         self._signal = channel(("sqlite-queue", self.db_path, self.project_name))
         # What the last claim saw, so that a waiter wakes only for news after it.
         self._seen_version: int | None = None

@@ -30,6 +30,7 @@ import msgspec
 from omniq._file import next_seq, open_store, run, safe_name
 from omniq._file.layout import us
 from omniq._notify import channel
+from omniq._permissions import modes_of
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.models import (
@@ -90,7 +91,10 @@ class AsyncFileResultStorage(AsyncResultStorage):
     ) -> None:
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self._store = open_store(
-            base_dir or self.settings.BASE_DIR, storage_options, self.project_name
+            base_dir or self.settings.BASE_DIR,
+            storage_options,
+            self.project_name,
+            modes_of(self.settings),
         )
         self._signal = channel(("file-results", self._store.url, self.project_name))
 
@@ -180,7 +184,10 @@ class AsyncFileEventStorage(AsyncEventStorage):
     ) -> None:
         super().__init__(project_name=project_name, settings=settings)
         self._store = open_store(
-            base_dir or self.settings.BASE_DIR, storage_options, self.project_name
+            base_dir or self.settings.BASE_DIR,
+            storage_options,
+            self.project_name,
+            modes_of(self.settings),
         )
 
     async def _write_many(self, events: list[TaskEvent]) -> None:

@@ -39,6 +39,7 @@ from omniq._nats.layout import (
     token,
 )
 from omniq._notify import Signal
+from omniq._redact import redact
 from omniq._sync import SyncTwin
 from omniq.config import Settings
 from omniq.errors import StorageError, require
@@ -110,7 +111,8 @@ class AsyncNATSResultStorage(AsyncResultStorage):
         self._pushed: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {','.join(self.servers)} project={self.project_name!r}>"
+        servers = redact(",".join(self.servers))
+        return f"<{type(self).__name__} {servers} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Stop watching and close the connection (it reopens on next use)."""

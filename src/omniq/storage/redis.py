@@ -56,7 +56,7 @@ class RedisResultStorageConfig(
 ):
     """Configuration of :class:`AsyncRedisResultStorage` (see its constructor)."""
 
-    project_name: str = "default"
+    project_name: str | None = None
     url: str = "redis://127.0.0.1:6379/0"
     host: str | None = None
     port: int | None = None

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from omniq._notify import channel
+from omniq._permissions import modes_of
 from omniq._sqlite import database_path
 from omniq._sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
 from omniq._sqlite.connection import SharedRunner, write
@@ -67,7 +68,7 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         """
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path)
+        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
 
     def __repr__(self) -> str:
@@ -132,7 +133,7 @@ class AsyncSQLiteEventStorage(AsyncEventStorage):
         """
         super().__init__(project_name=project_name, settings=settings)
         self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path)
+        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"

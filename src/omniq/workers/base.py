@@ -853,8 +853,8 @@ def _error(exc: BaseException) -> TaskError:
 def _positive(field: str, value: Any, kind: type) -> Any:
     try:
         number = kind(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{field} must be a positive number, got {value!r}") from exc
-    if number <= 0:
-        raise ConfigError(f"{field} must be > 0, got {value!r}")
+    if not 0 < number < float("inf"):  # also false for NaN, which passes "<= 0"
+        raise ConfigError(f"{field} must be a finite number > 0, got {value!r}")
     return number
