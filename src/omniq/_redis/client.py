@@ -43,6 +43,7 @@ _SCRIPTS = (
     "insert",
     "claim",
     "renew",
+    "mark_started",
     "finish",
     "transition",
     "purge",

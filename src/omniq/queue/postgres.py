@@ -161,11 +161,17 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         self._claim_queues = queues
         if queues is None:
             rows = await self._db.fetch(
-                _claim_sql("claim_from_any", limit), self.project_name, now, worker_id, lease_until
+                _claim_sql("claim_from_any", limit),
+                self.project_name,
+                now,
+                worker_id,
+                lease_until,
+                start,
             )
             rows.sort(key=lambda row: (-row["priority"], row["seq"]))
         else:
@@ -177,6 +183,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
                 now,
                 worker_id,
                 lease_until,
+                start,
             )
             position = {name: i for i, name in enumerate(names)}
             rows.sort(key=lambda row: (position[row["queue_name"]], -row["priority"], row["seq"]))
@@ -190,6 +197,19 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
             sorted(task_ids),
             lease_until,
             retry=True,
+        )
+        return [row["id"] for row in rows]
+
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        tasks = sorted(tasks, key=lambda t: t.id)
+        rows = await self._db.fetch(
+            QUERIES["mark_started"],
+            self.project_name,
+            worker_id,
+            [t.id for t in tasks],
+            [t.attempts for t in tasks],
+            [t.started_at for t in tasks],
+            retry=True,  # a compare-and-set: a second write changes nothing
         )
         return [row["id"] for row in rows]
 
