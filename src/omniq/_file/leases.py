@@ -54,7 +54,7 @@ class _Candidate(NamedTuple):
     rel: str
     eid: str
     seq: int
-    attempts: int  # attempts so far; the claim makes it attempts + 1
+    attempts: int  # attempts so far; a claim that counts makes it attempts + 1
     record: L.Record | None  # None: read it once taken
     queue: str  # the queue name, for a file that cannot be decoded
 

@@ -7,7 +7,8 @@ Every primitive is one statement, so one round trip and one atomic step:
   takes up to ``n`` tasks at once; concurrent claimers pass over each other's rows instead of
   waiting. With a queue list, each queue is an ordered scan of a partial index in list order
   (strict queue priority), and the scan stops once ``n`` rows are found. RUNNING tasks whose
-  lease lapsed are claimable again (their worker is gone); every claim counts an attempt.
+  lease lapsed are claimable again (their worker is gone) and count an attempt; others count
+  one only among the first ``start`` (the rest are claimed ahead: ``mark_started`` counts them).
 * finish and renew: one call of a PL/pgSQL function (schema.sql) for the whole batch, given
   as arrays: a compare-and-set (still running, same worker, same attempt) whose plan cannot
   drift from primary-key lookups.
