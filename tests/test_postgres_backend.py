@@ -370,8 +370,8 @@ async def test_claims_are_ordered_index_scans(
         await conn.execute("ANALYZE omniq_tasks")
         plans = []
         for query, args in (
-            (_claim_sql("claim_from_queues", 8), (project, ["high", "low"], now, "w", lease)),
-            (_claim_sql("claim_from_any", 8), (project, now, "w", lease)),
+            (_claim_sql("claim_from_queues", 8), (project, ["high", "low"], now, "w", lease, 8)),
+            (_claim_sql("claim_from_any", 8), (project, now, "w", lease, 8)),
         ):
             transaction = conn.transaction()
             await transaction.start()

@@ -69,7 +69,7 @@ def _raw(db: str) -> Iterator[sqlite3.Connection]:
 async def _claim_at(q: AsyncSQLiteTaskQueue, worker: str, seconds_from_now: float) -> list[Task]:
     """Claim as if the clock read now + ``seconds_from_now`` (no sleeping)."""
     now = utcnow() + timedelta(seconds=seconds_from_now)
-    return await q._claim(worker, None, 10, now, now + timedelta(seconds=30))
+    return await q._claim(worker, None, 10, now, now + timedelta(seconds=30), 10)
 
 
 # --- storage and queries -------------------------------------------------------------------------
@@ -224,6 +224,7 @@ async def test_projects_share_a_file_but_not_rows(db: str) -> None:
 async def test_claim_uses_partial_indexes(queue: AsyncSQLiteTaskQueue, db: str) -> None:
     await queue.count()  # creates the schema
     params = {"project": "p", "queue_name": "q", "now": 0.0, "limit": 1, "seqs": "[1]"}
+    params |= {"counted": "[1]"}
     params |= {"worker_id": "w", "lease_until": 1.0}
     with _raw(db) as conn:
         plans = {
