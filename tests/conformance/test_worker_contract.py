@@ -446,7 +446,7 @@ async def test_graceful_stop_hands_back_tasks_claimed_ahead(
     storages: Storages, tmp_path: Path, short_tasks_below
 ) -> None:
     """Grace over with tasks claimed ahead still waiting: they go back to the queue at once
-    with the running one, and another worker runs them all."""
+    with the running one (with no attempt spent), and another worker runs them all."""
     short_tasks_below(5.0)
     q, results = storages.queue, storages.results
     started, gate = tmp_path / "started", tmp_path / "gate"
@@ -464,9 +464,12 @@ async def test_graceful_stop_hands_back_tasks_claimed_ahead(
     gate.write_text("open")
     await stopping
     assert await q.count(status=TaskStatus.RUNNING) == 0
+    for task_id in ahead:  # never started: no attempt spent
+        assert (await q.get_task(task_id)).attempts == 0
     async with make_worker(storages, max_workers=2) as again:
         for task_id in ahead:
-            assert (await results.get(task_id, wait=True, timeout=10)).ok
+            result = await results.get(task_id, wait=True, timeout=10)
+            assert result.ok and result.attempts == 1
         assert (await results.get(blocker, wait=True, timeout=10)).ok
         await again.join(timeout=10)
 
