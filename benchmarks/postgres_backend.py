@@ -250,9 +250,12 @@ def explain(dsn: str, rows: int) -> None:
             plans = {
                 "claim_from_queues (8 of ['high', 'low'])": (
                     _claim_sql("claim_from_queues", 8),
-                    ("bench", ["high", "low"], now, "w", lease),
+                    ("bench", ["high", "low"], now, "w", lease, 8),
                 ),
-                "claim_from_any (8)": (_claim_sql("claim_from_any", 8), ("bench", now, "w", lease)),
+                "claim_from_any (8)": (
+                    _claim_sql("claim_from_any", 8),
+                    ("bench", now, "w", lease, 8),
+                ),
                 "finish (8)": (
                     QUERIES["finish"],
                     (

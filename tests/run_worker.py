@@ -14,6 +14,7 @@ from typing import Any
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 from omniq.workers import AsyncThreadPoolWorker, AsyncWorker  # noqa: E402
+from omniq.workers import base as worker_base  # noqa: E402
 
 
 def build(path: str | None, args: dict[str, Any]) -> Any:
@@ -24,8 +25,15 @@ def build(path: str | None, args: dict[str, Any]) -> Any:
 
 
 async def main(
-    spec: dict[str, Any], worker_type: str, lease_timeout: float, max_workers: int
+    spec: dict[str, Any],
+    worker_type: str,
+    lease_timeout: float,
+    max_workers: int,
+    short_task: float | None = None,
 ) -> None:
+    if short_task is not None:
+        # The mean run time under which the worker claims ahead (tests that need it to).
+        worker_base._SHORT_TASK = short_task
     args = spec["args"]
     worker_class = AsyncWorker if worker_type == "async" else AsyncThreadPoolWorker
     worker = worker_class(
@@ -40,4 +48,7 @@ async def main(
 
 
 if __name__ == "__main__":
-    asyncio.run(main(json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+    short = float(sys.argv[5]) if len(sys.argv) > 5 else None
+    asyncio.run(
+        main(json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), short)
+    )

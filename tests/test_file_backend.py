@@ -63,7 +63,7 @@ def later(seconds: float) -> datetime:
 
 async def claim_at(q: AsyncFileTaskQueue, worker: str, at: datetime, lease: float = 30.0):
     """Claim as if the clock read ``at`` (the primitive takes the time as an argument)."""
-    return await q._claim(worker, None, 10, at, at + timedelta(seconds=lease))
+    return await q._claim(worker, None, 10, at, at + timedelta(seconds=lease), 10)
 
 
 # --- queue ----------------------------------------------------------------------------------------

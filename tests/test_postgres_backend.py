@@ -370,8 +370,8 @@ async def test_claims_are_ordered_index_scans(
         await conn.execute("ANALYZE omniq_tasks")
         plans = []
         for query, args in (
-            (_claim_sql("claim_from_queues", 8), (project, ["high", "low"], now, "w", lease)),
-            (_claim_sql("claim_from_any", 8), (project, now, "w", lease)),
+            (_claim_sql("claim_from_queues", 8), (project, ["high", "low"], now, "w", lease, 8)),
+            (_claim_sql("claim_from_any", 8), (project, now, "w", lease, 8)),
         ):
             transaction = conn.transaction()
             await transaction.start()
@@ -388,6 +388,40 @@ async def test_claims_are_ordered_index_scans(
     for plan in plans:
         assert "Seq Scan" not in plan and "rows=8 loops=1" in plan, plan
         assert "Tid Scan" in plan, plan
+
+
+async def test_mark_started_looks_up_each_row_by_key(
+    queue: AsyncPostgresTaskQueue, dsn: str, project: str
+) -> None:
+    """Counting the starts of tasks claimed ahead locks each row by its primary key and
+    updates it by address, on a young table (no statistics) and a large analyzed one."""
+    conn = await _raw(dsn)
+    plans = []
+    try:
+        for size in (8, 3000):
+            await queue.enqueue_many([{"func": taskfns.noop} for _ in range(size)])
+            if size > 8:
+                await conn.execute("ANALYZE omniq_tasks")
+            ahead = await queue.claim("w", limit=8, start=0)
+            transaction = conn.transaction()
+            await transaction.start()
+            try:  # EXPLAIN ANALYZE writes for real: roll it back
+                lines = await conn.fetch(
+                    "EXPLAIN (ANALYZE, COSTS OFF) " + QUERIES["mark_started"],
+                    project,
+                    "w",
+                    sorted(t.id for t in ahead),
+                    [1] * len(ahead),
+                    [utcnow()] * len(ahead),
+                )
+            finally:
+                await transaction.rollback()
+            plans.append("\n".join(line[0] for line in lines))
+    finally:
+        await conn.close()
+    for plan in plans:
+        assert "Seq Scan" not in plan and "Tid Scan" in plan, plan
+        assert "omniq_tasks_pkey" in plan, plan
 
 
 async def test_requeue_refuses_to_revive_a_key_held_by_a_live_task(

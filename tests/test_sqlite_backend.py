@@ -72,7 +72,7 @@ def _raw(db: str) -> Iterator[sqlite3.Connection]:
 async def _claim_at(q: AsyncSQLiteTaskQueue, worker: str, seconds_from_now: float) -> list[Task]:
     """Claim as if the clock read now + ``seconds_from_now`` (no sleeping)."""
     now = utcnow() + timedelta(seconds=seconds_from_now)
-    return await q._claim(worker, None, 10, now, now + timedelta(seconds=30))
+    return await q._claim(worker, None, 10, now, now + timedelta(seconds=30), 10)
 
 
 # --- storage and queries -------------------------------------------------------------------------
@@ -227,19 +227,27 @@ async def test_projects_share_a_file_but_not_rows(db: str) -> None:
 async def test_claim_uses_partial_indexes(queue: AsyncSQLiteTaskQueue, db: str) -> None:
     await queue.count()  # creates the schema
     params = {"project": "p", "queue_name": "q", "now": 0.0, "limit": 1, "seqs": "[1]"}
+    params |= {"counted": "[1]", "batch": "[]"}
     params |= {"worker_id": "w", "lease_until": 1.0}
     with _raw(db) as conn:
         plans = {
             name: " | ".join(
                 row["detail"] for row in conn.execute("EXPLAIN QUERY PLAN " + QUERIES[name], params)
             )
-            for name in ("ready_in_queue", "ready_in_any_queue", "lapsed_leases", "take")
+            for name in (
+                "ready_in_queue",
+                "ready_in_any_queue",
+                "lapsed_leases",
+                "take",
+                "mark_started",
+            )
         }
     by_queue = "USING INDEX omniq_tasks_ready_by_queue (project=? AND queue_name=?)"
     assert by_queue in plans["ready_in_queue"]
     assert "USING INDEX omniq_tasks_ready (project=?)" in plans["ready_in_any_queue"]
     assert "USING INDEX omniq_tasks_leases (project=? AND lease_until<?)" in plans["lapsed_leases"]
     assert "USING INTEGER PRIMARY KEY" in plans["take"]
+    assert "USING INDEX omniq_tasks_id (project=? AND id=?)" in plans["mark_started"]
     assert not any("TEMP B-TREE" in plan or "SCAN omniq_tasks" in plan for plan in plans.values())
 
 

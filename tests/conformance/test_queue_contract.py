@@ -10,7 +10,7 @@ import taskfns
 from conftest import Storages, wait_until
 
 from omniq.errors import ConfigError, SerializationError
-from omniq.models import TaskStatus
+from omniq.models import TaskStatus, utcnow
 
 
 async def test_enqueue_stores_a_pending_task(storages: Storages) -> None:
@@ -132,6 +132,51 @@ async def test_lapsed_lease_is_claimed_again(storages: Storages) -> None:
     assert await q.finish("dead-worker", [first.evolve(status=TaskStatus.SUCCESS)]) == set()
     assert await q.finish("other", [result[0].evolve(status=TaskStatus.SUCCESS)]) == {task_id}
     assert (await q.get_task(task_id)).status is TaskStatus.SUCCESS
+
+
+async def test_only_a_started_claim_counts_an_attempt(storages: Storages) -> None:
+    q = storages.queue
+    first = await q.enqueue(taskfns.noop)
+    second = await q.enqueue(taskfns.noop)
+    # Claimed ahead (start=0): leased, but no attempt counted and no start time.
+    ahead = await q.claim("dead", limit=2, start=0, lease_timeout=0.3)
+    assert [(t.id, t.attempts, t.started_at) for t in ahead] == [
+        (first, 0, None),
+        (second, 0, None),
+    ]
+    stored = await q.get_task(first)
+    assert (stored.status, stored.worker_id, stored.attempts) == (TaskStatus.RUNNING, "dead", 0)
+    # The worker starts the first one and counts it; only the holder, only once.
+    started = ahead[0].evolve(attempts=1, started_at=utcnow())
+    assert await q.mark_started("thief", [started]) == set()
+    assert await q.mark_started("dead", [started]) == {first}
+    assert await q.mark_started("dead", [started]) == set()
+    assert await q.mark_started("dead", [started.evolve(attempts=2)]) == set()
+    stored = await q.get_task(first)
+    assert stored.attempts == 1 and stored.started_at is not None
+    # The worker dies: both come back, and a recovery always counts (the first one ran).
+    recovered: dict = {}
+
+    async def both_recovered() -> bool:
+        for task in await q.claim("w", limit=2, start=0, lease_timeout=30):
+            recovered[task.id] = task
+        return len(recovered) == 2
+
+    await wait_until(both_recovered, timeout=5)
+    assert {i: t.attempts for i, t in recovered.items()} == {first: 2, second: 1}
+    assert all(t.started_at is not None for t in recovered.values())
+    # start=1: the first task counts, the one claimed ahead does not.
+    third = await q.enqueue(taskfns.noop)
+    fourth = await q.enqueue(taskfns.noop)
+    claimed = await q.claim("w", limit=2, start=1, lease_timeout=30)
+    assert [(t.id, t.attempts) for t in claimed] == [(third, 1), (fourth, 0)]
+    assert claimed[0].started_at is not None and claimed[1].started_at is None
+    # Handed back unstarted (a graceful stop): it comes back without a spent attempt.
+    back = claimed[1].evolve(status=TaskStatus.PENDING, worker_id=None, lease_until=None)
+    assert await q.finish("w", [back]) == {fourth}
+    assert (await q.get_task(fourth)).attempts == 0
+    (again,) = await q.claim("w", limit=1, lease_timeout=30)
+    assert (again.id, again.attempts) == (fourth, 1)
 
 
 async def test_renew_keeps_the_lease(storages: Storages) -> None:

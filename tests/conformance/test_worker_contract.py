@@ -220,8 +220,12 @@ async def test_many_tasks_each_run_once(storages: Storages, tmp_path: Path) -> N
 
 
 def _spawn_worker(
-    storages: Storages, lease_timeout: float = 30.0, max_workers: int = 4
+    storages: Storages,
+    lease_timeout: float = 30.0,
+    max_workers: int = 4,
+    short_task: float | None = None,
 ) -> subprocess.Popen:
+    """A worker process; ``short_task``: the mean run time under which it claims ahead."""
     data = json.dumps(storages.spec.as_data(storages.project))
     return subprocess.Popen(
         [
@@ -231,6 +235,7 @@ def _spawn_worker(
             "async",
             str(lease_timeout),
             str(max_workers),
+            *([] if short_task is None else [str(short_task)]),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -309,6 +314,71 @@ async def test_poison_task_ends_failed(mp_storages: Storages, tmp_path: Path) ->
     assert result.attempts == 2
 
 
+@pytest.mark.slow
+async def test_killed_worker_costs_no_attempt_of_tasks_claimed_ahead(
+    mp_storages: Storages, tmp_path: Path
+) -> None:
+    """Tasks claimed ahead that never started come back from a SIGKILLed worker with no
+    attempt spent: with no retries they still run (they ended FAILED "WorkerLost" before)."""
+    storages = mp_storages
+    q, results = storages.queue, storages.results
+    marker = tmp_path / "started"
+    proc = _spawn_worker(storages, lease_timeout=1.0, max_workers=1, short_task=5.0)
+    try:
+        first = await q.enqueue(taskfns.add, args=(1, 1))
+        assert (await results.get(first, wait=True, timeout=30)).unwrap() == 2
+        blocker = await q.enqueue(taskfns.block_until_killed, args=(str(marker),), max_retries=1)
+        ahead = [await q.enqueue(taskfns.add, args=(i, i), max_retries=0) for i in range(2)]
+        await wait_until(marker.exists, timeout=30)
+        for task_id in ahead:  # claimed ahead behind the blocker, not started
+            await wait_until(lambda i=task_id: _status_is(q, i, TaskStatus.RUNNING), timeout=10)
+            assert (await q.get_task(task_id)).attempts == 0
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        _stop(proc)
+    async with make_worker(storages, lease_timeout=1.0, max_workers=2):
+        for i, task_id in enumerate(ahead):
+            result = await results.get(task_id, wait=True, timeout=30)
+            assert result.unwrap() == 2 * i and result.attempts == 1
+        result = await results.get(blocker, wait=True, timeout=30)
+        assert result.unwrap() == "second run" and result.attempts == 2
+
+
+@pytest.mark.slow
+async def test_poison_task_claimed_ahead_ends_failed(mp_storages: Storages, tmp_path: Path) -> None:
+    """A task claimed ahead counts its attempt once it starts: if it then kills its worker, it
+    still ends FAILED when its attempts are spent."""
+    storages = mp_storages
+    q, results = storages.queue, storages.results
+    started, gate, marker = tmp_path / "started", tmp_path / "gate", tmp_path / "poison"
+    proc = _spawn_worker(storages, lease_timeout=1.0, max_workers=1, short_task=5.0)
+    try:
+        first = await q.enqueue(taskfns.add, args=(1, 1))
+        assert (await results.get(first, wait=True, timeout=30)).unwrap() == 2
+        await q.enqueue(taskfns.wait_for_gate, args=(str(started), str(gate)))
+        poison = await q.enqueue(taskfns.block_until_killed, args=(str(marker),), max_retries=0)
+        await wait_until(started.exists, timeout=30)
+        await wait_until(lambda: _status_is(q, poison, TaskStatus.RUNNING), timeout=10)
+        assert (await q.get_task(poison)).attempts == 0  # claimed ahead
+        gate.write_text("open")
+        await wait_until(marker.exists, timeout=30)
+        await wait_until(lambda: _attempts_are(q, poison, 1), timeout=10)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        _stop(proc)
+    async with make_worker(storages, lease_timeout=1.0):
+        result = await results.get(poison, wait=True, timeout=30)
+    assert result.status is TaskStatus.FAILED and result.error.type == "WorkerLost"
+    assert result.attempts == 2
+
+
+async def _attempts_are(q, task_id: str, attempts: int) -> bool:
+    task = await q.get_task(task_id)
+    return task is not None and task.attempts == attempts
+
+
 async def test_delayed_task_runs_on_time_with_a_long_poll_interval(storages: Storages) -> None:
     q, results = storages.queue, storages.results
     async with make_worker(storages, poll_interval=30):
@@ -376,7 +446,7 @@ async def test_graceful_stop_hands_back_tasks_claimed_ahead(
     storages: Storages, tmp_path: Path, short_tasks_below
 ) -> None:
     """Grace over with tasks claimed ahead still waiting: they go back to the queue at once
-    with the running one, and another worker runs them all."""
+    with the running one (with no attempt spent), and another worker runs them all."""
     short_tasks_below(5.0)
     q, results = storages.queue, storages.results
     started, gate = tmp_path / "started", tmp_path / "gate"
@@ -394,9 +464,12 @@ async def test_graceful_stop_hands_back_tasks_claimed_ahead(
     gate.write_text("open")
     await stopping
     assert await q.count(status=TaskStatus.RUNNING) == 0
+    for task_id in ahead:  # never started: no attempt spent
+        assert (await q.get_task(task_id)).attempts == 0
     async with make_worker(storages, max_workers=2) as again:
         for task_id in ahead:
-            assert (await results.get(task_id, wait=True, timeout=10)).ok
+            result = await results.get(task_id, wait=True, timeout=10)
+            assert result.ok and result.attempts == 1
         assert (await results.get(blocker, wait=True, timeout=10)).ok
         await again.join(timeout=10)
 

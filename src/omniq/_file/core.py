@@ -129,7 +129,7 @@ class TaskCore:
             status=TaskStatus.RUNNING,
             attempts=r.attempts,
             lease_until=L.dt(r.lease_us),
-            started_at=L.dt(r.started_us),
+            started_at=L.dt(r.started_us) if r.started_us else None,
             worker_id=self._worker_id(r.whash),
         )
 

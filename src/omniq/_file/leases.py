@@ -54,7 +54,7 @@ class _Candidate(NamedTuple):
     rel: str
     eid: str
     seq: int
-    attempts: int  # attempts so far; the claim makes it attempts + 1
+    attempts: int  # attempts so far; a claim that counts makes it attempts + 1
     record: L.Record | None  # None: read it once taken
     queue: str  # the queue name, for a file that cannot be decoded
 
@@ -63,7 +63,13 @@ class Leases(TaskCore):
     """Claims and leases on one project directory."""
 
     def claim(
-        self, worker_id: str, queues: list[str] | None, limit: int, now_us: int, lease_us: int
+        self,
+        worker_id: str,
+        queues: list[str] | None,
+        limit: int,
+        now_us: int,
+        lease_us: int,
+        start: int,
     ) -> list[Task]:
         self._ready()
         sh = self.shared
@@ -81,6 +87,7 @@ class Leases(TaskCore):
                     limit,
                     now_us,
                     lease_us,
+                    start,
                 )
                 if not lost or len(claimed) >= limit:
                     break  # a second round, on fresh listings, only after losing races
@@ -97,6 +104,7 @@ class Leases(TaskCore):
         limit: int,
         now_us: int,
         lease_us: int,
+        start: int,
     ) -> bool:
         """Take the best candidates until ``limit``; True if some were lost to others."""
         lost = False
@@ -125,16 +133,23 @@ class Leases(TaskCore):
                     None,
                     L.task_id_of(qdir),
                 )
-            task = self._take(cand, whash, now_us, lease_us)
+            # A rescued task always counts: its lost holder may have started it.
+            counted = len(claimed) < start or source < 0
+            task = self._take(cand, whash, now_us, lease_us, counted)
             if task is None:
                 lost = True
             else:
                 claimed.append(task)
         return lost
 
-    def _take(self, cand: _Candidate, whash: str, now_us: int, lease_us: int) -> Task | None:
-        """Rename the candidate into running/ under a new lease: the rename is the claim."""
-        name = L.running_name(cand.eid, cand.seq, cand.attempts + 1, lease_us, now_us, whash)
+    def _take(
+        self, cand: _Candidate, whash: str, now_us: int, lease_us: int, counted: bool
+    ) -> Task | None:
+        """Rename the candidate into running/ under a new lease: the rename is the claim (one
+        that does not count an attempt is marked by a start time of 0)."""
+        name = L.running_name(
+            cand.eid, cand.seq, cand.attempts + counted, lease_us, now_us if counted else 0, whash
+        )
         rel = f"{L.RUNNING}/{name}"
         if not self.store.rename(cand.rel, rel):
             return None  # another claimer won
@@ -268,6 +283,36 @@ class Leases(TaskCore):
                         break
                     mine = self._mine(whash, eids)  # renamed meanwhile: by us elsewhere, or rescued
         return held
+
+    def mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        """Count the attempts of tasks claimed ahead that started: rename each held entry with
+        T=0 and one attempt fewer to the task's attempts and start time."""
+        whash = L.worker_hash(worker_id)
+        marked = []
+        eids = {safe_name(task.id) for task in tasks}
+        with self.shared.lock:
+            mine = self._mine(whash, eids)
+            for task in tasks:
+                assert task.started_at is not None
+                for _ in range(MOVES):
+                    r = next(
+                        (
+                            e
+                            for e in mine.get(safe_name(task.id), ())
+                            if e.started_us == 0 and e.attempts == task.attempts - 1
+                        ),
+                        None,
+                    )
+                    if r is None:
+                        break  # started, rescued, finished or cancelled
+                    new = L.running_name(
+                        r.eid, r.seq, task.attempts, r.lease_us, L.us(task.started_at), whash
+                    )
+                    if self.store.rename(f"{L.RUNNING}/{r.name}", f"{L.RUNNING}/{new}"):
+                        marked.append(task.id)
+                        break
+                    mine = self._mine(whash, eids)  # renewed meanwhile, or rescued
+        return marked
 
     def finish(self, worker_id: str, tasks: list[Task]) -> tuple[list[str], bool]:
         whash = L.worker_hash(worker_id)

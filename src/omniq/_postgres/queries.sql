@@ -42,6 +42,9 @@ SELECT * FROM omniq_tasks WHERE project = $1 AND id = $2;
 -- The commit does not wait for its WAL flush (synchronous_commit off for this transaction
 -- only): a claim lost to a server crash puts its tasks back as they were, so they run again
 -- (at least once, as after any crash); enqueues and outcomes stay fully durable.
+-- Attempts: the first $6 tasks in claim order start now and count one; the others are claimed
+-- ahead (no attempt, no started_at) unless taken back from a lapsed lease (t.status is the row
+-- before this update).
 WITH relaxed AS (
     SELECT set_config('synchronous_commit', 'off', true) AS setting
 ), lapsed AS (
@@ -65,13 +68,15 @@ WITH relaxed AS (
     ) AS r
     LIMIT {limit}
 ), chosen AS (
-    SELECT row_id FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM ready) AS c
-    ORDER BY pos, priority DESC, seq
+    SELECT row_id, row_number() OVER (ORDER BY pos, priority DESC, seq) AS n
+    FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM ready) AS c
+    ORDER BY n
     LIMIT {limit}
 )
 UPDATE omniq_tasks AS t
-SET status = 'running', worker_id = $4, lease_until = $5, attempts = t.attempts + 1,
-    started_at = $3
+SET status = 'running', worker_id = $4, lease_until = $5,
+    attempts = t.attempts + CASE WHEN t.status = 'running' OR chosen.n <= $6 THEN 1 ELSE 0 END,
+    started_at = CASE WHEN t.status = 'running' OR chosen.n <= $6 THEN $3 END
 FROM chosen, relaxed
 WHERE t.ctid = chosen.row_id
 RETURNING t.*;
@@ -93,13 +98,15 @@ WITH relaxed AS (
     LIMIT {limit}
     FOR UPDATE SKIP LOCKED
 ), chosen AS (
-    SELECT row_id FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM ready) AS c
-    ORDER BY priority DESC, seq
+    SELECT row_id, row_number() OVER (ORDER BY priority DESC, seq) AS n
+    FROM (SELECT * FROM lapsed UNION ALL SELECT * FROM ready) AS c
+    ORDER BY n
     LIMIT {limit}
 )
 UPDATE omniq_tasks AS t
-SET status = 'running', worker_id = $3, lease_until = $4, attempts = t.attempts + 1,
-    started_at = $2
+SET status = 'running', worker_id = $3, lease_until = $4,
+    attempts = t.attempts + CASE WHEN t.status = 'running' OR chosen.n <= $5 THEN 1 ELSE 0 END,
+    started_at = CASE WHEN t.status = 'running' OR chosen.n <= $5 THEN $2 END
 FROM chosen, relaxed
 WHERE t.ctid = chosen.row_id
 RETURNING t.*;
@@ -131,6 +138,32 @@ SELECT
 -- name: renew
 -- omniq_renew (schema.sql): the leases still held, $3 sorted by id.
 SELECT omniq_renew($1, $2, $3::text[], $4) AS id;
+
+-- name: mark_started
+-- Tasks claimed ahead that started: $3 ids sorted (rows are locked in that order, as
+-- omniq_renew and omniq_finish do), $4 their new attempts, $5 their start times; written where
+-- the claim ahead is current. As in those functions, the conditions are written with IS NOT
+-- DISTINCT FROM so that each row is found by its primary key, never through the partial index
+-- of running tasks (a scan of all of them per id); then updated by its address. Like a claim, it does not wait for its WAL flush: a mark lost to a
+-- server crash only leaves the attempt's outcome unwritten, so the task runs again.
+WITH relaxed AS (
+    SELECT set_config('synchronous_commit', 'off', true) AS setting
+), locked AS (
+    SELECT r.row_id, b.attempts, b.started_at
+    FROM unnest($3::text[], $4::integer[], $5::timestamptz[]) AS b (id, attempts, started_at)
+    CROSS JOIN LATERAL (
+        SELECT ctid AS row_id FROM omniq_tasks
+        WHERE project = $1 AND id = b.id
+            AND (status, worker_id, attempts, started_at)
+                IS NOT DISTINCT FROM ('running'::text, $2, b.attempts - 1, NULL::timestamptz)
+        LIMIT 1
+        FOR UPDATE
+    ) AS r
+)
+UPDATE omniq_tasks AS t SET attempts = locked.attempts, started_at = locked.started_at
+FROM locked, relaxed
+WHERE t.ctid = locked.row_id
+RETURNING t.id;
 
 -- name: finish
 -- omniq_finish (schema.sql) for a batch sorted by id. $14/$15: channel and payload of a wake-up

@@ -7,12 +7,17 @@
 -- ARGV[4]  lease         seconds the lease lasts, from the server's clock (TIME); lapsed
 --                        leases are found by the server's clock too
 -- ARGV[5]  limit
--- ARGV[6..]              queue names in strict priority order (none: all queues, merged)
+-- ARGV[6]  start         how many of the tasks taken start now; the others are claimed ahead
+-- ARGV[7..]              queue names in strict priority order (none: all queues, merged)
 --
 -- Also touches: P..'delayed' (due tasks move to ready), P..'leases' (lapsed leases move back to
 -- ready; taken tasks get a lease), P..'ready:<queue>' (ZPOPMIN, or ZRANGE + ZREM across all
--- queues), P..'t:<id>' (HMGET; HSET status, worker, lease, started, attempts + 1),
+-- queues), P..'t:<id>' (HMGET; HSET status, worker, lease, attempts; HSET or HDEL started),
 -- P..'idx:<status>:<queue>'.
+--
+-- Attempts: the first `start` tasks taken, and any taken back from a lapsed lease (its worker
+-- may have started it), count one (attempts + 1, started = now); the others, claimed ahead,
+-- keep their attempts and lose 'b' (started) until mark_started counts them.
 --
 -- Returns {tasks, blobs, next_due}: tasks is msgpack of [id, FIELDS..., size] per taken task
 -- (false for absent fields; size: of its blob, false when it has none), blobs the tasks' blobs
@@ -20,7 +25,7 @@
 -- when `limit` tasks were taken): when an idle worker should look again.
 
 local worker, now = ARGV[2], ARGV[3]
-local limit = tonumber(ARGV[5])
+local limit, start = tonumber(ARGV[5]), tonumber(ARGV[6])
 local clock = server_now()
 local lease_until = epoch(clock + tonumber(ARGV[4]))
 local BATCH = 1000  -- moves per call: bounds the time one call blocks the server
@@ -51,12 +56,17 @@ local function take(id)
     if not (CLAIMABLE[status] or (status == 'running' and t[6] and tonumber(t[6]) < clock)) then
         return  -- gone, or changed since it was queued: a stale entry
     end
-    local attempts = tostring((tonumber(t[8]) or 0) + 1)
-    redis.call('HSET', key, 's', 'running', 'w', worker, 'l', lease_until, 'b', now,
-               'a', attempts)
+    local counted = #taken < start or status == 'running'
+    local attempts = tostring((tonumber(t[8]) or 0) + (counted and 1 or 0))
+    redis.call('HSET', key, 's', 'running', 'w', worker, 'l', lease_until, 'a', attempts)
+    if counted then
+        redis.call('HSET', key, 'b', now)
+    else
+        redis.call('HDEL', key, 'b')
+    end
     redis.call('ZADD', P .. 'leases', lease_until, id)
     reindex(id, status, 'running', t[2], t[13])
-    t[1], t[6], t[7], t[8], t[9] = 'running', lease_until, worker, attempts, now
+    t[1], t[6], t[7], t[8], t[9] = 'running', lease_until, worker, attempts, counted and now
     local blob = table.remove(t)
     table.insert(t, 1, id)
     t[#t + 1] = blob and #blob or false
@@ -64,8 +74,8 @@ local function take(id)
     meta[#taken], blobs[#taken] = t, blob or ''
 end
 
-if #ARGV > 5 then
-    for i = 6, #ARGV do
+if #ARGV > 6 then
+    for i = 7, #ARGV do
         local ready = P .. 'ready:' .. ARGV[i]
         while #taken < limit do
             local popped = redis.call('ZPOPMIN', ready, limit - #taken)

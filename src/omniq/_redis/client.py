@@ -44,6 +44,7 @@ _SCRIPTS = (
     "insert",
     "claim",
     "renew",
+    "mark_started",
     "finish",
     "transition",
     "purge",

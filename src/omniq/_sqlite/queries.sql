@@ -54,12 +54,33 @@ SELECT min(at) AS next_at FROM (
 
 -- name: take
 -- Unary + keeps the planner on rowid lookups: without statistics it would rather scan an index
--- on project than trust a short json_each list.
+-- on project than trust a short json_each list. :counted holds the seqs that start now; the
+-- others are claimed ahead and count no attempt, except one taken back from a lapsed lease
+-- (status 'running': SET expressions read the row as it was before this update).
 UPDATE omniq_tasks
 SET status = 'running', worker_id = :worker_id, lease_until = :lease_until,
-    attempts = attempts + 1, started_at = :now
+    attempts = attempts + (status = 'running' OR seq IN (SELECT value FROM json_each(:counted))),
+    started_at = CASE
+        WHEN status = 'running' OR seq IN (SELECT value FROM json_each(:counted)) THEN :now
+    END
 WHERE seq IN (SELECT value FROM json_each(:seqs)) AND +project = :project
 RETURNING *;
+
+-- name: mark_started
+-- Tasks claimed ahead that started: :batch is a JSON array of [id, attempts, started_at]
+-- arrays (the new attempts), written where the claim ahead is still current (no start time,
+-- one attempt fewer).
+WITH b AS MATERIALIZED (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS attempts,
+        json_extract(value, '$[2]') AS started_at
+    FROM json_each(:batch)
+)
+UPDATE omniq_tasks SET attempts = b.attempts, started_at = b.started_at
+FROM b
+WHERE omniq_tasks.project = :project AND omniq_tasks.id = b.id
+    AND +omniq_tasks.status = 'running' AND omniq_tasks.worker_id = :worker_id
+    AND omniq_tasks.started_at IS NULL AND omniq_tasks.attempts = b.attempts - 1
+RETURNING omniq_tasks.id;
 
 -- name: renew
 UPDATE omniq_tasks SET lease_until = :lease_until

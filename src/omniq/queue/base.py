@@ -363,12 +363,20 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         queues: Sequence[str] | None = None,
         limit: int = 1,
         lease_timeout: float = 30.0,
+        start: int | None = None,
     ) -> list[Task]:
         """Atomically take up to ``limit`` due tasks, leased to ``worker_id``.
 
         Order: the position of the task's queue in ``queues`` (default: this object's queues,
         else all queues alike), then priority (higher first), then enqueue order. Tasks whose
-        lease lapsed are taken again. Each claim increments ``attempts``.
+        lease lapsed are taken again.
+
+        Attempts: the first ``start`` tasks (default: all) start now, so their claim counts an
+        attempt (``attempts + 1``, ``started_at`` = now). The others are claimed ahead: they
+        keep their ``attempts`` and get ``started_at = None`` until :meth:`mark_started`
+        counts them, so a worker that dies holding them costs them nothing. A task taken back
+        from a lapsed lease always counts, wherever it falls: its lost worker may have started
+        it, and a task that kills every worker must still run out of attempts.
         """
         now = utcnow()
         return await self._claim(
@@ -377,7 +385,17 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             limit,
             now,
             now + timedelta(seconds=lease_timeout),
+            limit if start is None else max(0, start),
         )
+
+    async def mark_started(self, worker_id: str, tasks: Sequence[Task]) -> set[str]:
+        """Count the attempts of tasks claimed ahead that now start: each task carries its new
+        ``attempts`` (one more than claimed) and ``started_at``. Written only where the task is
+        still RUNNING under ``worker_id``, claimed ahead (no ``started_at``) with one attempt
+        fewer; returns the ids written."""
+        if not tasks:
+            return set()
+        return set(await self._mark_started(worker_id, list(tasks)))
 
     async def renew(
         self, worker_id: str, task_ids: Sequence[str], lease_timeout: float
@@ -480,15 +498,24 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         """Atomically move up to ``limit`` tasks to RUNNING and return them as stored.
 
         Candidates: PENDING or RETRYING with ``run_at <= now``, and RUNNING with
         ``lease_until < now`` (a lost worker). Only queues in ``queues`` (all when None), ordered
         by queue position, priority descending, then insertion order. Each taken task gets
-        ``worker_id``, ``lease_until``, ``attempts + 1`` and ``started_at = now``. No task may be
-        returned to two concurrent callers.
+        ``worker_id`` and ``lease_until``; the first ``start`` taken and every one that was
+        RUNNING also get ``attempts + 1`` and ``started_at = now``, the others keep
+        ``attempts`` and get ``started_at = None``. No task may be returned to two concurrent
+        callers.
         """
+
+    @abc.abstractmethod
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        """Set ``attempts`` and ``started_at`` from each task where the stored one is still
+        RUNNING under ``worker_id`` with ``started_at = None`` and ``attempts`` one fewer; atomic
+        per task. Returns the ids written."""
 
     @abc.abstractmethod
     async def _renew(self, worker_id: str, task_ids: list[str], lease_until: datetime) -> list[str]:

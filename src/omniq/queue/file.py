@@ -8,7 +8,8 @@ Layout, under ``{base_dir}/{project_name}/queue/`` (names percent-encoded, so no
                                               A attempts so far. A sorted listing is claim order;
                                               R keeps delayed tasks out until due.
     running/<id>.<S>.<A>.<L>.<T>.<W>           claimed: A attempts (this one included), L lease end
-                                              and T start in µs, W hash of the worker id. The
+                                              and T start in µs (0: claimed ahead, not started,
+                                              not counted in A), W hash of the worker id. The
                                               NAME is the lease; the content is left as it was.
     finishing/<id>.<S>.<A>.<D>                 a task between two renames of a move (finish,
                                               cancel, requeue); D: deadline for its mover (60 s).
@@ -32,7 +33,8 @@ processes renaming one source, exactly one succeeds, the others get "not found")
 
 - claim: rename ``pending/q/<name>`` to ``running/<id>.S.A+1.L.T.W``, then read it. Losers try
   the next candidate. A running entry whose L has passed is claimed again the same way (renamed
-  to a new running name with A+1), so two rescuers cannot both take it.
+  to a new running name with A+1), so two rescuers cannot both take it. A task claimed ahead
+  gets A and T=0; when it starts, its holder renames it to A+1 and T (``mark_started``).
 - renew: rename the running entry to the same name with a later L; it fails once the entry was
   rescued, finished or cancelled, so the worker learns it lost the task.
 - finish (and cancel, requeue): rename the entry (matching id, A and W for finish) to
@@ -185,10 +187,14 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         if limit <= 0:
             return []
-        return await run(self._dir.claim, worker_id, queues, limit, us(now), us(lease_until))
+        return await run(self._dir.claim, worker_id, queues, limit, us(now), us(lease_until), start)
+
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        return await run(self._dir.mark_started, worker_id, tasks)
 
     async def _renew(self, worker_id: str, task_ids: list[str], lease_until: datetime) -> list[str]:
         return await run(self._dir.renew, worker_id, task_ids, us(lease_until))

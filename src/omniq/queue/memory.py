@@ -118,6 +118,7 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         claimed: list[Task] = []
         with self._lock:
@@ -134,16 +135,33 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                     task.lease_until is None or task.lease_until >= now
                 ):
                     continue
+                counted = len(claimed) < start or task.status is TaskStatus.RUNNING
                 task = task.evolve(
                     status=TaskStatus.RUNNING,
                     worker_id=worker_id,
                     lease_until=lease_until,
-                    attempts=task.attempts + 1,
-                    started_at=now,
+                    attempts=task.attempts + counted,
+                    started_at=now if counted else None,
                 )
                 self._store(task)
                 claimed.append(task)
         return claimed
+
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        marked = []
+        with self._lock:
+            for new in tasks:
+                task = self._tasks.get(new.id)
+                if (
+                    task is not None
+                    and task.status is TaskStatus.RUNNING
+                    and task.worker_id == worker_id
+                    and task.started_at is None
+                    and task.attempts == new.attempts - 1
+                ):
+                    self._store(task.evolve(attempts=new.attempts, started_at=new.started_at))
+                    marked.append(new.id)
+        return marked
 
     def _pick_heap(self, names: list[str], merged: bool) -> list[_Entry] | None:
         if not merged:

@@ -234,6 +234,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         client = await self._c()
         self._claim_queues = queues
@@ -258,14 +259,18 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                         # The next claims' pull leaves with these compare-and-sets (one write
                         # to the socket, one wake-up of the server).
                         self._prefetch(client, pair, limit, loop.time())
-                    taken += await self._take(client, pair, msgs, worker_id, now, lease_until)
+                    taken += await self._take(
+                        client, pair, msgs, worker_id, now, lease_until, start - len(taken)
+                    )
                     if last and not pair.stash:
                         pair.quiet_at = pair.news  # nothing else was waiting behind them
                     continue
                 if not pair.worth_pulling(loop.time()):
                     break
                 msgs = await poller.pull(client, pair, wanted)
-                taken += await self._take(client, pair, msgs, worker_id, now, lease_until)
+                taken += await self._take(
+                    client, pair, msgs, worker_id, now, lease_until, start - len(taken)
+                )
                 if len(msgs) < wanted:
                     break
             if taken:
@@ -293,10 +298,15 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         worker_id: str,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         """Act on delivered messages: claim their tasks (one compare-and-set each, sent
         together), put them back until due, or drop them. A message replaced by a newer write
-        (ours or anyone's) leaves the consumer's pending list by itself: no ack needed."""
+        (ours or anyone's) leaves the consumer's pending list by itself: no ack needed.
+
+        The first ``start`` tasks chosen count an attempt, as does one taken back from a lapsed
+        lease; the others are claimed ahead (one that loses its compare-and-set leaves fewer
+        counted: the worker counts those when they start)."""
         chosen: list[tuple[str, Task, int]] = []
         for msg in msgs:
             if msg.headers and msg.headers.get("KV-Operation"):
@@ -319,12 +329,13 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             else:
                 await client.ack(msg)  # final (or waiting: its next write delivers it again)
                 continue
+            counted = len(chosen) < start or task.status is TaskStatus.RUNNING
             claimed = task.evolve(
                 status=TaskStatus.RUNNING,
                 worker_id=worker_id,
                 lease_until=lease_until,
-                attempts=task.attempts + 1,
-                started_at=now,
+                attempts=task.attempts + counted,
+                started_at=now if counted else None,
             )
             key = msg.subject[len(TASKS_BUCKET) + 5 :]
             chosen.append((key, claimed, delivery_info(msg)[0]))
@@ -356,6 +367,11 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         changes = [(i, None, lambda t: t.evolve(lease_until=lease_until)) for i in task_ids]
         return await self._update_running(client, worker_id, changes, keep=True)
 
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        client = await self._c()
+        changes = [(t.id, t.attempts - 1, _started(t.attempts, t.started_at)) for t in tasks]
+        return await self._update_running(client, worker_id, changes, keep=True, unstarted=True)
+
     async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
         client = await self._c()
         changes = [(t.id, t.attempts, _replacement(t)) for t in tasks]
@@ -371,16 +387,19 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         changes: list[tuple[str, int | None, Callable[[Task], Task]]],
         *,
         keep: bool,
+        unstarted: bool = False,
     ) -> list[str]:
         """Compare-and-set tasks still RUNNING under ``worker_id`` (with that many attempts,
-        unless None): first all at once from the revisions this object wrote at claim time,
-        then one by one from a fresh read for those that changed since."""
+        unless None; claimed ahead and not started, if ``unstarted``): first all at once from
+        the revisions this object wrote at claim time, then one by one from a fresh read for
+        those that changed since."""
 
         def holds(task: Task, attempts: int | None) -> bool:
             return (
                 task.status is TaskStatus.RUNNING
                 and task.worker_id == worker_id
                 and (attempts is None or task.attempts == attempts)
+                and not (unstarted and task.started_at is not None)
             )
 
         fast, slow = [], []
@@ -577,6 +596,10 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             for t in tasks
         ]  # fmt: skip
         await client.publish(wake_subject(self._p), wake_payload(items))
+
+
+def _started(attempts: int, started_at: datetime | None) -> Callable[[Task], Task]:
+    return lambda task: task.evolve(attempts=attempts, started_at=started_at)
 
 
 def _replacement(new: Task) -> Callable[[Task], Task]:

@@ -7,7 +7,8 @@ Every primitive is one statement, so one round trip and one atomic step:
   takes up to ``n`` tasks at once; concurrent claimers pass over each other's rows instead of
   waiting. With a queue list, each queue is an ordered scan of a partial index in list order
   (strict queue priority), and the scan stops once ``n`` rows are found. RUNNING tasks whose
-  lease lapsed are claimable again (their worker is gone); every claim counts an attempt.
+  lease lapsed are claimable again (their worker is gone) and count an attempt; others count
+  one only among the first ``start`` (the rest are claimed ahead: ``mark_started`` counts them).
 * finish and renew: one call of a PL/pgSQL function (schema.sql) for the whole batch, given
   as arrays: a compare-and-set (still running, same worker, same attempt) whose plan cannot
   drift from primary-key lookups.
@@ -163,11 +164,17 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         self._claim_queues = queues
         if queues is None:
             rows = await self._db.fetch(
-                _claim_sql("claim_from_any", limit), self.project_name, now, worker_id, lease_until
+                _claim_sql("claim_from_any", limit),
+                self.project_name,
+                now,
+                worker_id,
+                lease_until,
+                start,
             )
             rows.sort(key=lambda row: (-row["priority"], row["seq"]))
         else:
@@ -179,6 +186,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
                 now,
                 worker_id,
                 lease_until,
+                start,
             )
             position = {name: i for i, name in enumerate(names)}
             rows.sort(key=lambda row: (position[row["queue_name"]], -row["priority"], row["seq"]))
@@ -192,6 +200,19 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
             sorted(task_ids),
             lease_until,
             retry=True,
+        )
+        return [row["id"] for row in rows]
+
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        tasks = sorted(tasks, key=lambda t: t.id)
+        rows = await self._db.fetch(
+            QUERIES["mark_started"],
+            self.project_name,
+            worker_id,
+            [t.id for t in tasks],
+            [t.attempts for t in tasks],
+            [t.started_at for t in tasks],
+            retry=True,  # a compare-and-set: a second write changes nothing
         )
         return [row["id"] for row in rows]
 

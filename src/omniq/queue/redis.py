@@ -189,6 +189,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         self._claim_queues = queues
         self._seen = self._news
@@ -199,6 +200,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
             repr(now.timestamp()),
             repr((lease_until - now).total_seconds()),  # leases run on the server's clock
             limit,
+            start,
             *names,
         ]
         with translate("claiming tasks"):
@@ -213,6 +215,15 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         with translate("renewing leases"):
             held = await self._conn.run("renew", [self._prefix + "leases"], args)
         return [i.decode() for i in held]
+
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        args: list[Any] = [self._prefix, worker_id]
+        for task in tasks:
+            assert task.started_at is not None
+            args += [task.id, task.attempts, repr(task.started_at.timestamp())]
+        with translate("recording task starts"):
+            written = await self._conn.run("mark_started", [self._prefix + "leases"], args)
+        return [i.decode() for i in written]
 
     async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
         args = [self._prefix, worker_id, repr(time.time()), finish_rows(tasks)]

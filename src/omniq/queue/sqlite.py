@@ -105,6 +105,7 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
         limit: int,
         now: datetime,
         lease_until: datetime,
+        start: int,
     ) -> list[Task]:
         params = {
             "project": self.project_name,
@@ -113,8 +114,13 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
             "lease_until": lease_until.timestamp(),
         }
         self._claim_queues = queues
-        tasks, self._seen_version = await self._runner.run(_claim, params, queues, limit)
+        tasks, self._seen_version = await self._runner.run(_claim, params, queues, limit, start)
         return tasks
+
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        batch = json.dumps([[t.id, t.attempts, to_epoch(t.started_at)] for t in tasks])
+        params = {"project": self.project_name, "worker_id": worker_id, "batch": batch}
+        return await self._runner.run(_mark_started, params)
 
     async def _renew(self, worker_id: str, task_ids: list[str], lease_until: datetime) -> list[str]:
         params = {
@@ -254,7 +260,11 @@ def _order(row: sqlite3.Row) -> tuple[int, int]:
 
 
 def _claim(
-    conn: sqlite3.Connection, params: dict[str, Any], queues: list[str] | None, limit: int
+    conn: sqlite3.Connection,
+    params: dict[str, Any],
+    queues: list[str] | None,
+    limit: int,
+    start: int,
 ) -> tuple[list[Task], int]:
     """Pick and take up to ``limit`` tasks; also returns the data version the pick saw."""
     with write(conn):
@@ -279,7 +289,10 @@ def _claim(
         if not chosen:
             return [], version
         seqs = [row["seq"] for row in chosen]
-        taken = conn.execute(QUERIES["take"], {**params, "seqs": json.dumps(seqs)}).fetchall()
+        counted = json.dumps(seqs[:start])
+        taken = conn.execute(
+            QUERIES["take"], {**params, "seqs": json.dumps(seqs), "counted": counted}
+        ).fetchall()
     position = {seq: i for i, seq in enumerate(seqs)}
     taken.sort(key=lambda row: position[row["seq"]])  # RETURNING order is unspecified
     return [task_from_row(row) for row in taken], version
@@ -311,6 +324,11 @@ def _poll(
 def _renew(conn: sqlite3.Connection, params: dict[str, Any]) -> list[str]:
     with write(conn):
         return [row["id"] for row in conn.execute(QUERIES["renew"], params).fetchall()]
+
+
+def _mark_started(conn: sqlite3.Connection, params: dict[str, Any]) -> list[str]:
+    with write(conn):
+        return [row["id"] for row in conn.execute(QUERIES["mark_started"], params).fetchall()]
 
 
 def _finish(conn: sqlite3.Connection, project: str, worker_id: str, tasks: list[Task]) -> list[str]:

@@ -17,6 +17,11 @@ max_workers``): each claim brings more tasks, and the next is in flight while th
 They wait in ``_ready`` (leased and renewed like running ones) and start in claim order the
 moment a slot frees; claims never overlap, so strict queue priority holds. A graceful stop runs
 them too, within the grace period; SIGKILL leaves them to lease recovery like running ones.
+Only the tasks a claim starts at once count an attempt there (``start=`` the free slots); one
+claimed ahead counts when it starts, written by the flush loop before its outcome (``finish``
+compares attempts). So a worker killed while holding tasks ahead costs them no attempt, and a
+task that kills its worker still runs out of attempts: taking a task back from a lapsed lease
+always counts one.
 """
 
 from __future__ import annotations
@@ -194,6 +199,7 @@ class BaseWorker(Configurable, abc.ABC):
         self._timeouts: dict[str, asyncio.Timeout] = {}
         self._unwritten: dict[str, Task] = {}
         self._completions: list[tuple[Task, TaskResult | None]] = []
+        self._starts: list[Task] = []  # tasks claimed ahead that started, attempt not written
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
         self._started = False
@@ -425,7 +431,11 @@ class BaseWorker(Configurable, abc.ABC):
                     continue
             try:
                 tasks = await self.queue.claim(
-                    self.worker_id, queues=self.queues, limit=free, lease_timeout=self.lease_timeout
+                    self.worker_id,
+                    queues=self.queues,
+                    limit=free,
+                    lease_timeout=self.lease_timeout,
+                    start=self.max_workers - len(self._running) - len(self._ready),
                 )
             except Exception:
                 logger.exception("claiming tasks failed; retrying")
@@ -441,13 +451,21 @@ class BaseWorker(Configurable, abc.ABC):
         loop = asyncio.get_running_loop()
         while self._ready and len(self._running) < self.max_workers:
             # started_at: when it starts, not when it was claimed (it may have waited).
-            task = self._ready.popleft().evolve(started_at=utcnow())
+            task = self._ready.popleft()
+            if task.started_at is None:  # claimed ahead: its attempt counts from now
+                task = task.evolve(attempts=task.attempts + 1, started_at=utcnow())
+                self._starts.append(task)
+                assert self._flush_wanted is not None
+                self._flush_wanted.set()
+            else:
+                task = task.evolve(started_at=utcnow())
             ctx = TaskContext(task.id, task.attempts, task.queue_name, self.worker_id)
             runner = loop.create_task(self._run_task(task, ctx))
             self._running[task.id] = (task, runner, ctx)
 
     def _release(self, task: Task) -> None:
-        """Hand a claimed task back to the queue at once (its attempt still counts)."""
+        """Hand a claimed task back to the queue at once (one claimed ahead and not started
+        comes back with the attempts it was claimed with: none spent)."""
         release = _released(task)
         self._unwritten[task.id] = release
         self._completions.append((release, None))
@@ -781,11 +799,27 @@ class BaseWorker(Configurable, abc.ABC):
         while True:
             await self._flush_wanted.wait()
             self._flush_wanted.clear()
+            await self._write_starts()
             await self._write_completions()
             self._flushed.set()
 
+    async def _write_starts(self) -> None:
+        """Count the attempts of tasks claimed ahead that started (at once, so that a task that
+        kills its worker is counted; and before their outcomes, which compare attempts)."""
+        while self._starts:
+            batch, self._starts = self._starts, []
+            try:
+                await self.queue.mark_started(self.worker_id, batch)
+            except Exception:
+                logger.warning(
+                    "recording %d task starts failed; retrying", len(batch), exc_info=True
+                )
+                self._starts[:0] = batch
+                await asyncio.sleep(_WRITE_RETRY_DELAY)
+
     async def _write_completions(self) -> None:
         while self._completions:
+            await self._write_starts()  # a task's start before its outcome
             batch, self._completions = self._completions, []
             results = [r for t, r in batch if r is not None]
             tasks = [t for t, _ in batch if t is not _NO_TASK]
