@@ -31,8 +31,8 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from omniq.queue.nats import AsyncNATSTaskQueue  # noqa: E402
-from omniq.storage.nats import AsyncNATSResultStorage  # noqa: E402
+from omniq.backends.nats.queue import AsyncNATSTaskQueue  # noqa: E402
+from omniq.backends.nats.storage import AsyncNATSResultStorage  # noqa: E402
 from omniq.workers import AsyncWorker  # noqa: E402
 
 _BATCH = 1000

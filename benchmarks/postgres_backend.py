@@ -29,15 +29,15 @@ sys.path += [str(HERE), str(HERE.parent / "tests")]
 import asyncpg  # noqa: E402
 import bench_tasks  # noqa: E402
 
-from omniq._postgres.connection import SERVER_SETTINGS  # noqa: E402
-from omniq._postgres.sql import QUERIES  # noqa: E402
-from omniq.models import utcnow  # noqa: E402
-from omniq.queue.postgres import (  # noqa: E402
+from omniq.backends.postgres.connection import SERVER_SETTINGS  # noqa: E402
+from omniq.backends.postgres.queue import (  # noqa: E402
     AsyncPostgresTaskQueue,
     PostgresTaskQueue,
     _claim_sql,
 )
-from omniq.storage.postgres import AsyncPostgresResultStorage, PostgresResultStorage  # noqa: E402
+from omniq.backends.postgres.sql import QUERIES  # noqa: E402
+from omniq.backends.postgres.storage import AsyncPostgresResultStorage, PostgresResultStorage  # noqa: E402
+from omniq.models import utcnow  # noqa: E402
 from omniq.workers import AsyncWorker, ThreadPoolWorker  # noqa: E402
 
 SLOTS = 8

@@ -30,8 +30,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(H
 
 import bench_tasks  # noqa: E402
 
-from omniq.queue.redis import AsyncRedisTaskQueue  # noqa: E402
-from omniq.storage.redis import AsyncRedisResultStorage  # noqa: E402
+from omniq.backends.redis.queue import AsyncRedisTaskQueue  # noqa: E402
+from omniq.backends.redis.storage import AsyncRedisResultStorage  # noqa: E402
 from omniq.workers import AsyncWorker  # noqa: E402
 
 SLOTS = 8
@@ -183,8 +183,8 @@ def raw_get_us(url: str, samples: int = 3000) -> float:
 _CHILD = """
 import asyncio, sys
 sys.path.append(sys.argv[4])  # bench_tasks; appended, so `import redis` finds redis-py
-from omniq.queue.redis import AsyncRedisTaskQueue
-from omniq.storage.redis import AsyncRedisResultStorage
+from omniq.backends.redis.queue import AsyncRedisTaskQueue
+from omniq.backends.redis.storage import AsyncRedisResultStorage
 from omniq.workers import AsyncWorker
 
 async def main(url, project, slots):

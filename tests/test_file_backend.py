@@ -15,8 +15,15 @@ from pathlib import Path
 import pytest
 from conftest import modes_under
 
-from omniq._file import TaskDir, open_store
-from omniq._file import layout as L
+from omniq.backends.file import TaskDir, open_store
+from omniq.backends.file import layout as L
+from omniq.backends.file.queue import AsyncFileTaskQueue, FileTaskQueue
+from omniq.backends.file.storage import (
+    AsyncFileEventStorage,
+    AsyncFileResultStorage,
+    FileEventStorage,
+    FileResultStorage,
+)
 from omniq.errors import ConfigError, MissingDependencyError, SerializationError, StorageError
 from omniq.models import (
     EventType,
@@ -26,13 +33,6 @@ from omniq.models import (
     TaskResult,
     TaskStatus,
     utcnow,
-)
-from omniq.queue.file import AsyncFileTaskQueue, FileTaskQueue
-from omniq.storage.file import (
-    AsyncFileEventStorage,
-    AsyncFileResultStorage,
-    FileEventStorage,
-    FileResultStorage,
 )
 
 FUNC = "os.path:join"  # any importable function: these tests never run tasks
@@ -229,7 +229,7 @@ async def test_from_config_and_bad_configuration(
     def without_s3fs(url: str, **options: object) -> None:
         raise ImportError("Install s3fs to access S3")
 
-    monkeypatch.setattr("omniq._file.store.url_to_fs", without_s3fs)
+    monkeypatch.setattr("omniq.backends.file.store.url_to_fs", without_s3fs)
     with pytest.raises(MissingDependencyError, match=r"omniq\[s3\]"):
         AsyncFileTaskQueue(base_dir="s3://bucket/prefix")
     with pytest.raises(ConfigError, match="storage_options"):

@@ -14,12 +14,12 @@ import taskfns
 from conftest import wait_until
 from servers.nats import NATSServer
 
-from omniq._nats import TASKS_BUCKET, acquire, bucket_stream, records, waiting
-from omniq._nats.layout import KEYS_BUCKET, RECORDS_BUCKET, RESULTS_BUCKET
+from omniq.backends.nats import TASKS_BUCKET, acquire, bucket_stream, records, waiting
+from omniq.backends.nats.layout import KEYS_BUCKET, RECORDS_BUCKET, RESULTS_BUCKET
+from omniq.backends.nats.queue import AsyncNATSTaskQueue, NATSTaskQueue, NATSTaskQueueConfig
+from omniq.backends.nats.storage import AsyncNATSResultStorage, NATSResultStorage
 from omniq.errors import ConfigError, StorageError
 from omniq.models import Task, TaskResult, TaskStatus, utcnow
-from omniq.queue.nats import AsyncNATSTaskQueue, NATSTaskQueue, NATSTaskQueueConfig
-from omniq.storage.nats import AsyncNATSResultStorage, NATSResultStorage
 from omniq.workers import AsyncWorker
 
 
@@ -314,7 +314,7 @@ async def test_the_backend_and_urls_build_the_components(
 async def test_names_with_subject_characters_are_escaped(
     nats_server: NATSServer, project: str
 ) -> None:
-    from omniq._nats import token
+    from omniq.backends.nats import token
 
     assert token("plain-name_1") == "plain-name_1"
     assert token("a.b") != token("a=2Eb") and "." not in token("a.b *>")

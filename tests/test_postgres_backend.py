@@ -21,22 +21,22 @@ import taskfns
 from conftest import TESTS_DIR, wait_until
 from servers.postgres import PostgresServer, postgres_server_fixture  # noqa: F401 (fixture)
 
-from omniq._postgres.connection import SERVER_SETTINGS
-from omniq._postgres.sql import MIGRATIONS, QUERIES, SCHEMA, SCHEMA_VERSION
-from omniq.errors import ConfigError, StorageError
-from omniq.models import EventType, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
-from omniq.queue.postgres import (
+from omniq.backends.postgres.connection import SERVER_SETTINGS
+from omniq.backends.postgres.queue import (
     AsyncPostgresTaskQueue,
     PostgresTaskQueue,
     PostgresTaskQueueConfig,
     _claim_sql,
 )
-from omniq.storage.postgres import (
+from omniq.backends.postgres.sql import MIGRATIONS, QUERIES, SCHEMA, SCHEMA_VERSION
+from omniq.backends.postgres.storage import (
     AsyncPostgresEventStorage,
     AsyncPostgresResultStorage,
     PostgresResultStorage,
     PostgresResultStorageConfig,
 )
+from omniq.errors import ConfigError, StorageError
+from omniq.models import EventType, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ async def test_concurrent_starters_create_the_schema_once(fresh_dsn: str) -> Non
     ]
     script = (
         "import asyncio, sys\n"
-        "from omniq.queue.postgres import AsyncPostgresTaskQueue\n"
+        "from omniq.backends.postgres.queue import AsyncPostgresTaskQueue\n"
         "async def main():\n"
         "    async with AsyncPostgresTaskQueue(dsn=sys.argv[1], project_name='p') as q:\n"
         "        await q.count()\n"
@@ -456,8 +456,8 @@ def _spawn_worker(spec: dict[str, Any], lease_timeout: float, slots: int) -> sub
 def _spec(dsn: str, project: str) -> dict[str, Any]:
     args = {"dsn": dsn, "project_name": project}
     return {
-        "queue": "omniq.queue.postgres:AsyncPostgresTaskQueue",
-        "results": "omniq.storage.postgres:AsyncPostgresResultStorage",
+        "queue": "omniq.backends.postgres.queue:AsyncPostgresTaskQueue",
+        "results": "omniq.backends.postgres.storage:AsyncPostgresResultStorage",
         "events": None,
         "args": args,
         "event_args": args,

@@ -16,18 +16,18 @@ import taskfns
 from conftest import wait_until
 from servers.redis import RedisServer, redis_server
 
-from omniq._redis.client import load_script
-from omniq._redis.keys import prefix
-from omniq.errors import ConfigError, StorageError
-from omniq.models import TaskResult, TaskStatus, utcnow
-from omniq.queue.redis import AsyncRedisTaskQueue, RedisTaskQueue, RedisTaskQueueConfig
-from omniq.storage.redis import (
+from omniq.backends.redis.client import load_script
+from omniq.backends.redis.keys import prefix
+from omniq.backends.redis.queue import AsyncRedisTaskQueue, RedisTaskQueue, RedisTaskQueueConfig
+from omniq.backends.redis.storage import (
     INLINE_RESULT_BYTES,
     AsyncRedisResultStorage,
     RedisResultStorage,
     RedisResultStorageConfig,
 )
-from omniq.storage.sqlite import AsyncSQLiteEventStorage
+from omniq.backends.sqlite.storage import AsyncSQLiteEventStorage
+from omniq.errors import ConfigError, StorageError
+from omniq.models import TaskResult, TaskStatus, utcnow
 from omniq.workers import AsyncWorker
 
 # Exported so that pytest (and ruff) see the session server fixture as used by name here.
@@ -74,7 +74,7 @@ async def test_every_key_carries_the_project_prefix_with_a_hash_tag(
 
 
 def test_each_script_opens_with_a_comment_naming_the_keys_it_touches() -> None:
-    package = resources.files("omniq._redis")
+    package = resources.files("omniq.backends.redis")
     names = [p.name for p in package.iterdir() if p.name.endswith(".lua")]
     assert {"claim.lua", "finish.lua", "insert.lua", "renew.lua"} <= set(names)
     for name in names:

@@ -19,8 +19,15 @@ from typing import Any
 import pytest
 from conftest import modes_under
 
-from omniq._sqlite import connection
-from omniq._sqlite.sql import QUERIES, SCHEMA_VERSION
+from omniq.backends.sqlite import connection
+from omniq.backends.sqlite.queue import AsyncSQLiteTaskQueue, SQLiteTaskQueue
+from omniq.backends.sqlite.sql import QUERIES, SCHEMA_VERSION
+from omniq.backends.sqlite.storage import (
+    AsyncSQLiteEventStorage,
+    AsyncSQLiteResultStorage,
+    SQLiteEventStorage,
+    SQLiteResultStorage,
+)
 from omniq.config import Settings
 from omniq.errors import ConfigError, SerializationError, StorageError
 from omniq.models import (
@@ -34,13 +41,6 @@ from omniq.models import (
     TaskResult,
     TaskStatus,
     utcnow,
-)
-from omniq.queue.sqlite import AsyncSQLiteTaskQueue, SQLiteTaskQueue
-from omniq.storage.sqlite import (
-    AsyncSQLiteEventStorage,
-    AsyncSQLiteResultStorage,
-    SQLiteEventStorage,
-    SQLiteResultStorage,
 )
 
 FUNC = "os:getcwd"

@@ -45,8 +45,8 @@ __all__ = ["AsyncOmniQ", "OmniQ"]
 def _default_components(
     project_name: str, base_dir: str, settings: Settings
 ) -> tuple[Any, Any, Any]:
-    from omniq.queue.sqlite import AsyncSQLiteTaskQueue
-    from omniq.storage.sqlite import AsyncSQLiteEventStorage, AsyncSQLiteResultStorage
+    from omniq.backends.sqlite.queue import AsyncSQLiteTaskQueue
+    from omniq.backends.sqlite.storage import AsyncSQLiteEventStorage, AsyncSQLiteResultStorage
 
     db_path = os.path.join(base_dir, "omniq.db")
     return (

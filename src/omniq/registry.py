@@ -1,14 +1,17 @@
 """Where each backend and worker type lives: the one place a new one plugs in.
 
-Entries are import paths, loaded only when used, so a backend's driver is imported only when its
-type is asked for. Third-party packages add backends through the ``omniq.backends`` entry-point
-group: each entry point loads a :class:`BackendEntry`.
+Each built-in backend is one package, ``omniq/backends/<name>/``, whose ``__init__`` holds its
+``ENTRY``: the import paths of its components (loaded only when used, so a backend's driver is
+imported only when its type is asked for) and the URL schemes it serves. Third-party packages add
+backends through the ``omniq.backends`` entry-point group: each entry point loads a
+:class:`BackendEntry`.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -16,54 +19,69 @@ from typing import Any
 from omniq.errors import ConfigError, MissingDependencyError
 
 __all__ = [
-    "BACKENDS",
     "WORKERS",
     "BackendEntry",
     "backend_entry",
+    "backends",
+    "builtin_entry",
     "load",
     "register_backend",
     "suggest",
+    "url_entry",
     "worker_class",
 ]
 
 
 @dataclass(frozen=True)
 class BackendEntry:
-    """Import paths of one backend's components (``None``: the backend has no such component)."""
+    """One backend type: import paths of its components (``None``: it has no such component),
+    the pip extra that brings its driver, and the URL schemes it serves.
+
+    ``url_options(url, field)`` turns a URL of one of ``schemes`` into ``(backend name, component
+    keyword arguments)``; the name may be another backend's (``memory://name`` is a directory of
+    the file backend).
+    """
 
     name: str
     task_queue: str | None
     result_store: str | None
     event_store: str | None
     backend: str | None
-    extra: str | None = None  # the pip extra that brings its driver
+    extra: str | None = None
+    schemes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    url_options: Callable[[str, str], tuple[str, dict[str, Any]]] | None = None
 
 
-def _entry(
-    name: str, module: str, title: str, *, events: bool, extra: str | None = None
+def builtin_entry(
+    name: str,
+    title: str,
+    *,
+    events: bool,
+    extra: str | None = None,
+    schemes: tuple[str, ...] = (),
+    aliases: tuple[str, ...] = (),
+    url_options: Callable[[str, str], tuple[str, dict[str, Any]]] | None = None,
 ) -> BackendEntry:
+    """The entry of a backend laid out as ``omniq/backends/<name>/`` (queue.py, storage.py,
+    backend.py) with classes named ``Async<title>TaskQueue`` and so on."""
+    package = f"omniq.backends.{name}"
     return BackendEntry(
         name=name,
-        task_queue=f"omniq.queue.{module}:Async{title}TaskQueue",
-        result_store=f"omniq.storage.{module}:Async{title}ResultStorage",
-        event_store=f"omniq.storage.{module}:Async{title}EventStorage" if events else None,
-        backend=f"omniq.backend.{module}:{title}Backend",
+        task_queue=f"{package}.queue:Async{title}TaskQueue",
+        result_store=f"{package}.storage:Async{title}ResultStorage",
+        event_store=f"{package}.storage:Async{title}EventStorage" if events else None,
+        backend=f"{package}.backend:{title}Backend",
         extra=extra,
+        schemes=schemes,
+        aliases=aliases,
+        url_options=url_options,
     )
 
 
-BACKENDS: dict[str, BackendEntry] = {
-    entry.name: entry
-    for entry in (
-        _entry("memory", "memory", "Memory", events=True),
-        _entry("file", "file", "File", events=True),
-        _entry("sqlite", "sqlite", "SQLite", events=True),
-        _entry("postgres", "postgres", "Postgres", events=True, extra="postgres"),
-        _entry("redis", "redis", "Redis", events=False, extra="redis"),
-        _entry("nats", "nats", "NATS", events=False, extra="nats"),
-    )
-}
-_ALIASES = {"postgresql": "postgres", "fs": "file", "json": "file"}
+#: The built-in backends: each package's ``ENTRY`` (light modules: no driver is imported).
+_BUILTIN = ("memory", "file", "sqlite", "postgres", "redis", "nats")
+BACKENDS: dict[str, BackendEntry] = {}
 
 WORKERS: dict[str, str] = {
     "async": "omniq.workers.async_worker:AsyncWorker",
@@ -74,19 +92,29 @@ WORKERS: dict[str, str] = {
     "gevent": "omniq.workers.gevent_pool:AsyncGeventWorker",
 }
 
-_plugins_loaded = False
+_loaded = False
 
 
 def register_backend(entry: BackendEntry) -> None:
     """Add (or replace) a backend type."""
+    _load_entries()
     BACKENDS[entry.name] = entry
 
 
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
+def backends() -> dict[str, BackendEntry]:
+    """Every backend type by name: the built-in ones and those of installed plugins."""
+    _load_entries()
+    return BACKENDS
+
+
+def _load_entries() -> None:
+    global _loaded
+    if _loaded:
         return
-    _plugins_loaded = True
+    _loaded = True
+    for name in _BUILTIN:
+        entry = importlib.import_module(f"omniq.backends.{name}").ENTRY
+        BACKENDS.setdefault(entry.name, entry)
     for point in entry_points(group="omniq.backends"):
         entry = point.load()
         if isinstance(entry, BackendEntry):
@@ -101,13 +129,21 @@ def suggest(value: str, allowed: list[str]) -> str:
 
 def backend_entry(name: str, *, field: str = "type") -> BackendEntry:
     """The backend registered under ``name``; a clear error naming the allowed types if none."""
-    _load_plugins()
-    key = _ALIASES.get(name, name) if isinstance(name, str) else name
+    _load_entries()
+    key = name
+    if isinstance(name, str) and name not in BACKENDS:
+        key = next((e.name for e in BACKENDS.values() if name in e.aliases), name)
     if key not in BACKENDS:
         allowed = sorted(BACKENDS)
         hint = suggest(str(name), allowed)
         raise ConfigError(f"{field}: unknown backend type {name!r}{hint}; allowed: {allowed}")
     return BACKENDS[key]
+
+
+def url_entry(scheme: str) -> BackendEntry | None:
+    """The backend serving a URL scheme, or None."""
+    _load_entries()
+    return next((e for e in BACKENDS.values() if scheme in e.schemes), None)
 
 
 def worker_class(name: str, *, field: str = "worker.type") -> type[Any]:

@@ -1,4 +1,5 @@
-"""Storage URLs: one parser shared by environment variables, YAML files and code.
+"""Storage URLs: one parser shared by environment variables, YAML files and code; each backend
+parses the schemes it serves (its ``ENTRY`` in ``omniq/backends/<name>/__init__.py``).
 
 =====================================  ===========  ======================================
 URL                                    backend      component arguments
@@ -21,72 +22,29 @@ URL                                    backend      component arguments
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from omniq._redact import redact
 from omniq.errors import ConfigError
+from omniq.registry import backends, url_entry
 
 __all__ = ["parse_url"]
 
-_SCHEMES = {
-    "memory": "memory",
-    "file": "file",
-    "s3": "file",
-    "s3a": "file",
-    "gs": "file",
-    "gcs": "file",
-    "az": "file",
-    "abfs": "file",
-    "sqlite": "sqlite",
-    "postgresql": "postgres",
-    "postgres": "postgres",
-    "redis": "redis",
-    "rediss": "redis",
-    "unix": "redis",
-    "nats": "nats",
-    "tls": "nats",
-}
-
 
 def parse_url(url: str, *, field: str = "url") -> tuple[str, dict[str, Any]]:
-    """The backend type and component keyword arguments for a storage URL."""
+    """The backend type and component keyword arguments for a storage URL (the backend serving
+    its scheme decides; a plain path is a directory of the file backend)."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(
             f"{field}: expected a storage URL such as 'sqlite:///omniq.db', got {url!r}"
         )
     url = url.strip()
     if "://" not in url:
-        return "file", {"base_dir": url}  # a plain path: a directory for the file backend
-    scheme = url.split("://", 1)[0].lower()
-    kind = _SCHEMES.get(scheme)
-    if kind is None:
-        raise ConfigError(
-            f"{field}: unsupported URL scheme {scheme!r} in {redact(url)!r}; "
-            f"allowed: {sorted(set(_SCHEMES))}"
-        )
-    if kind == "memory":
-        rest = url.split("://", 1)[1]
-        return ("file", {"base_dir": url}) if rest.strip("/") else ("memory", {})
-    if kind == "file":
-        if scheme == "file":
-            path = urlsplit(url).path
-            if not path:
-                raise ConfigError(f"{field}: {url!r} names no directory")
-            return "file", {"base_dir": path}
         return "file", {"base_dir": url}
-    if kind == "sqlite":
-        path = url.split("://", 1)[1]
-        if path.startswith("/"):
-            path = path[1:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
-        if not path or path == ":memory:":
-            raise ConfigError(
-                f"{field}: {url!r}: give a database file (sqlite:///path/omniq.db); "
-                "in-memory SQLite cannot be shared between components"
-            )
-        return "sqlite", {"db_path": path}
-    if kind == "postgres":
-        return "postgres", {"dsn": url}
-    if kind == "redis":
-        return "redis", {"url": url}
-    servers = [part.strip() for part in url.split(",") if part.strip()]
-    return "nats", {"servers": servers}
+    scheme = url.split("://", 1)[0].lower()
+    entry = url_entry(scheme)
+    if entry is None or entry.url_options is None:
+        schemes = sorted({s for e in backends().values() for s in e.schemes})
+        raise ConfigError(
+            f"{field}: unsupported URL scheme {scheme!r} in {redact(url)!r}; allowed: {schemes}"
+        )
+    return entry.url_options(url, field)

@@ -18,11 +18,11 @@ import pytest
 import taskfns
 from conftest import Storages, wait_until
 
+from omniq.backends.memory.storage import AsyncMemoryEventStorage
 from omniq.dependencies import DependencyResolver
 from omniq.maintenance import Maintenance
 from omniq.models import CLAIMABLE, EventType, TaskEvent, TaskStatus, utcnow
 from omniq.retry import MAX_RETRY_DELAY
-from omniq.storage.memory import AsyncMemoryEventStorage
 from omniq.workers import AsyncGeventWorker, AsyncThreadPoolWorker, AsyncWorker
 from omniq.workers import base as worker_base
 from omniq.workers._events import EventBuffer

@@ -104,9 +104,9 @@ def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: NATSServer = request.getfixturevalue("nats_server")
     return BackendSpec(
         "nats",
-        "omniq.queue.nats:AsyncNATSTaskQueue",
-        "omniq.storage.nats:AsyncNATSResultStorage",
-        "omniq.storage.sqlite:AsyncSQLiteEventStorage",
+        "omniq.backends.nats.queue:AsyncNATSTaskQueue",
+        "omniq.backends.nats.storage:AsyncNATSResultStorage",
+        "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
         {"servers": [server.url]},
         event_options={"db_path": str(tmp_path / "events.db")},
     )

@@ -139,9 +139,9 @@ def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return BackendSpec(
         "postgres",
-        "omniq.queue.postgres:AsyncPostgresTaskQueue",
-        "omniq.storage.postgres:AsyncPostgresResultStorage",
-        "omniq.storage.postgres:AsyncPostgresEventStorage",
+        "omniq.backends.postgres.queue:AsyncPostgresTaskQueue",
+        "omniq.backends.postgres.storage:AsyncPostgresResultStorage",
+        "omniq.backends.postgres.storage:AsyncPostgresEventStorage",
         {"dsn": server.dsn},
     )
 

@@ -121,9 +121,9 @@ def _redis_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: RedisServer = request.getfixturevalue("redis_server")
     return BackendSpec(
         "redis",
-        "omniq.queue.redis:AsyncRedisTaskQueue",
-        "omniq.storage.redis:AsyncRedisResultStorage",
-        "omniq.storage.sqlite:AsyncSQLiteEventStorage",
+        "omniq.backends.redis.queue:AsyncRedisTaskQueue",
+        "omniq.backends.redis.storage:AsyncRedisResultStorage",
+        "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
         {"url": server.url},
         event_options={"db_path": str(tmp_path / "events.db")},
     )

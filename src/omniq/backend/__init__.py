@@ -1,14 +1,21 @@
 """Backends: build a task queue, result storage and event storage of one kind from one set of
-connection arguments. Server backends import their drivers only when used."""
+connection arguments (:class:`Backend`); each backend's class loads from :mod:`omniq.backends`
+when used, so server drivers are imported only then."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
+from omniq._lazy import lazy_exports
 from omniq.backend.base import Backend
-from omniq.backend.file import FileBackend
-from omniq.backend.memory import MemoryBackend
-from omniq.backend.sqlite import SQLiteBackend
+
+if TYPE_CHECKING:
+    from omniq.backends.file.backend import FileBackend
+    from omniq.backends.memory.backend import MemoryBackend
+    from omniq.backends.nats.backend import NATSBackend
+    from omniq.backends.postgres.backend import PostgresBackend
+    from omniq.backends.redis.backend import RedisBackend
+    from omniq.backends.sqlite.backend import SQLiteBackend
 
 __all__ = [
     "Backend",
@@ -20,16 +27,12 @@ __all__ = [
     "SQLiteBackend",
 ]
 
-_LAZY = {
-    "PostgresBackend": "omniq.backend.postgres",
-    "RedisBackend": "omniq.backend.redis",
-    "NATSBackend": "omniq.backend.nats",
+_WHERE = {
+    "MemoryBackend": "omniq.backends.memory.backend",
+    "FileBackend": "omniq.backends.file.backend",
+    "SQLiteBackend": "omniq.backends.sqlite.backend",
+    "PostgresBackend": "omniq.backends.postgres.backend",
+    "RedisBackend": "omniq.backends.redis.backend",
+    "NATSBackend": "omniq.backends.nats.backend",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -1,33 +1,40 @@
-"""Result and event storages: one module per backend, each with an ``Async*`` core and its
-sync twin."""
+"""Result and event storages: the contracts (:mod:`omniq.storage.base`) and each backend's
+storages, ``Async*`` cores with their sync twins, loaded from :mod:`omniq.backends` when used."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from omniq._lazy import lazy_exports
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
-from omniq.storage.file import (
-    AsyncFileEventStorage,
-    AsyncFileResultStorage,
-    FileEventStorage,
-    FileResultStorage,
-)
-from omniq.storage.memory import (
-    AsyncMemoryEventStorage,
-    AsyncMemoryResultStorage,
-    MemoryEventStorage,
-    MemoryResultStorage,
-)
-from omniq.storage.nats import AsyncNATSResultStorage, NATSResultStorage
-from omniq.storage.postgres import (
-    AsyncPostgresEventStorage,
-    AsyncPostgresResultStorage,
-    PostgresEventStorage,
-    PostgresResultStorage,
-)
-from omniq.storage.redis import AsyncRedisResultStorage, RedisResultStorage
-from omniq.storage.sqlite import (
-    AsyncSQLiteEventStorage,
-    AsyncSQLiteResultStorage,
-    SQLiteEventStorage,
-    SQLiteResultStorage,
-)
+
+if TYPE_CHECKING:
+    from omniq.backends.file.storage import (
+        AsyncFileEventStorage,
+        AsyncFileResultStorage,
+        FileEventStorage,
+        FileResultStorage,
+    )
+    from omniq.backends.memory.storage import (
+        AsyncMemoryEventStorage,
+        AsyncMemoryResultStorage,
+        MemoryEventStorage,
+        MemoryResultStorage,
+    )
+    from omniq.backends.nats.storage import AsyncNATSResultStorage, NATSResultStorage
+    from omniq.backends.postgres.storage import (
+        AsyncPostgresEventStorage,
+        AsyncPostgresResultStorage,
+        PostgresEventStorage,
+        PostgresResultStorage,
+    )
+    from omniq.backends.redis.storage import AsyncRedisResultStorage, RedisResultStorage
+    from omniq.backends.sqlite.storage import (
+        AsyncSQLiteEventStorage,
+        AsyncSQLiteResultStorage,
+        SQLiteEventStorage,
+        SQLiteResultStorage,
+    )
 
 __all__ = [
     "AsyncEventStorage",
@@ -53,3 +60,27 @@ __all__ = [
     "SQLiteEventStorage",
     "SQLiteResultStorage",
 ]
+
+_WHERE = {
+    "AsyncMemoryResultStorage": "omniq.backends.memory.storage",
+    "MemoryResultStorage": "omniq.backends.memory.storage",
+    "AsyncMemoryEventStorage": "omniq.backends.memory.storage",
+    "MemoryEventStorage": "omniq.backends.memory.storage",
+    "AsyncFileResultStorage": "omniq.backends.file.storage",
+    "FileResultStorage": "omniq.backends.file.storage",
+    "AsyncFileEventStorage": "omniq.backends.file.storage",
+    "FileEventStorage": "omniq.backends.file.storage",
+    "AsyncSQLiteResultStorage": "omniq.backends.sqlite.storage",
+    "SQLiteResultStorage": "omniq.backends.sqlite.storage",
+    "AsyncSQLiteEventStorage": "omniq.backends.sqlite.storage",
+    "SQLiteEventStorage": "omniq.backends.sqlite.storage",
+    "AsyncPostgresResultStorage": "omniq.backends.postgres.storage",
+    "PostgresResultStorage": "omniq.backends.postgres.storage",
+    "AsyncPostgresEventStorage": "omniq.backends.postgres.storage",
+    "PostgresEventStorage": "omniq.backends.postgres.storage",
+    "AsyncRedisResultStorage": "omniq.backends.redis.storage",
+    "RedisResultStorage": "omniq.backends.redis.storage",
+    "AsyncNATSResultStorage": "omniq.backends.nats.storage",
+    "NATSResultStorage": "omniq.backends.nats.storage",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
