@@ -113,6 +113,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         """Connect (lazily, on first use) to a project's task queue on NATS JetStream.
 
@@ -129,9 +130,14 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 ``token``, ...).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
+            event_store: where an ENQUEUED event of each stored task goes (default: none).
         """
         super().__init__(
-            project_name=project_name, queues=queues, serializer=serializer, settings=settings
+            project_name=project_name,
+            queues=queues,
+            serializer=serializer,
+            settings=settings,
+            event_store=event_store,
         )
         # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
         # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
@@ -154,6 +160,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
+        await super().close()
         client, self._client, self._setup = self._client, None, None
         await self._poller.close()
         if client is not None:

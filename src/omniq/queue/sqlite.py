@@ -57,6 +57,7 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         """Open (lazily) the queue stored in a SQLite file.
 
@@ -67,9 +68,14 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
             queues: the named queues this object serves, in priority order (None: any).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
+            event_store: where an ENQUEUED event of each stored task goes (default: none).
         """
         super().__init__(
-            project_name=project_name, queues=queues, serializer=serializer, settings=settings
+            project_name=project_name,
+            queues=queues,
+            serializer=serializer,
+            settings=settings,
+            event_store=event_store,
         )
         self.db_path = database_path(db_path, base_dir, self.settings)
         self._runner = SharedRunner(self.db_path)
@@ -83,6 +89,7 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
+        await super().close()
         await self._runner.close()
 
     # --- primitives --------------------------------------------------------------------------
