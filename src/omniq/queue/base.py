@@ -405,9 +405,11 @@ class AsyncTaskQueue(Configurable, abc.ABC):
     ) -> list[Task]:
         """Atomically take up to ``limit`` due tasks, leased to ``worker_id``.
 
-        Order: the position of the task's queue in ``queues`` (default: this object's queues,
-        else all queues alike), then priority (higher first), then enqueue order. Tasks whose
-        lease lapsed are taken again. Each claim increments ``attempts``.
+        Order: the position of the task's queue in ``queues`` (default: this object's queues),
+        then priority (higher first), then enqueue order. Without a queue order all queues
+        count alike, on every backend: priority, then enqueue order across queues (never
+        queue names). Tasks whose lease lapsed are taken again. Each claim increments
+        ``attempts``.
         """
         now = utcnow()
         return await self._claim(
@@ -529,7 +531,8 @@ class AsyncTaskQueue(Configurable, abc.ABC):
 
         Candidates: PENDING or RETRYING with ``run_at <= now``, and RUNNING with
         ``lease_until < now`` (a lost worker). Only queues in ``queues`` (all when None), ordered
-        by queue position, priority descending, then insertion order. Each taken task gets
+        by queue position, priority descending, then insertion order; with ``queues=None``,
+        priority descending then insertion order across all queues. Each taken task gets
         ``worker_id``, ``lease_until``, ``attempts + 1`` and ``started_at = now``. No task may be
         returned to two concurrent callers.
         """

@@ -17,7 +17,8 @@ key's revision).
   message stays invisible when whoever pulled it dies before answering.
 - **Priority within a queue**: bands ``p-10`` .. ``p10`` (priority clamped), FIFO within a band;
   priorities beyond ±10 share the outer band (FIFO among themselves). With ``queues=None`` all
-  queues count alike: band first, then queue name (not enqueue order across queues).
+  queues count alike: band first, then enqueue order across queues (a claim pulls every queue's
+  consumer of the band and takes the lowest stream sequences; the rest wait in the stash).
 - **Delays** (``run_at``, retries): the message is ``nak``-ed with the remaining delay.
 - **Idempotency keys**: :mod:`omniq._nats.keys` (a compare-and-set entry per live key, plus
   ``Nats-Msg-Id`` = task id on each create, so a re-sent create is dropped as a duplicate within
@@ -247,9 +248,17 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         loop = asyncio.get_running_loop()
         await poller.load(client, _REGISTRY_REFRESH_S)
         taken: list[Task] = []
+        shared = book.shared_bands() if queues is None else {}
         for pair in book.ordered(queues):
             if len(taken) >= limit:
                 break
+            band_pairs = shared.get(pair.band)
+            if band_pairs is not None:
+                if pair is band_pairs[0]:
+                    taken += await self._claim_band(
+                        client, band_pairs, limit - len(taken), worker_id, now, lease_until
+                    )
+                continue
             while len(taken) < limit:
                 wanted = limit - len(taken)
                 if pair.prefetch is not None and len(pair.stash) < wanted:
@@ -273,6 +282,44 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                     break
             if taken:
                 self._prefetch(client, pair, limit, loop.time())
+        return taken
+
+    async def _claim_band(
+        self,
+        client: Client,
+        pairs: list[Pair],
+        limit: int,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> list[Task]:
+        """Claim from one priority band of several queues, oldest message first across them
+        (the stream sequence is enqueue order), as the other backends do without a queue
+        order; what a claim does not use goes back to the front of its pair's stash."""
+        book = self._poller.book
+        loop = asyncio.get_running_loop()
+        taken: list[Task] = []
+        while len(taken) < limit:
+            wanted = limit - len(taken)
+            offered: list[tuple[int, Pair, Any]] = []
+            for pair in pairs:
+                if pair.prefetch is not None and len(pair.stash) < wanted:
+                    await pair.prefetch
+                msgs = book.take(pair, wanted)
+                if len(msgs) < wanted and pair.worth_pulling(loop.time()):
+                    msgs += await self._poller.pull(client, pair, wanted - len(msgs))
+                offered += [(delivery_info(msg)[0], pair, msg) for msg in msgs]
+            if not offered:
+                break
+            offered.sort(key=lambda item: item[0])
+            for pair, msgs in _by_pair(offered[wanted:]):
+                book.put_back(pair, msgs)
+            chosen = offered[:wanted]
+            rank = {_task_id(msg): i for i, (_, _, msg) in enumerate(chosen)}
+            batch: list[Task] = []
+            for pair, msgs in _by_pair(chosen):
+                batch += await self._take(client, pair, msgs, worker_id, now, lease_until)
+            taken += sorted(batch, key=lambda task: rank.get(task.id, 0))
         return taken
 
     def _prefetch(self, client: Client, pair: Pair, limit: int, now: float) -> None:
@@ -580,6 +627,19 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             for t in tasks
         ]  # fmt: skip
         await client.publish(wake_subject(self._p), wake_payload(items))
+
+
+def _by_pair(items: list[tuple[int, Pair, Any]]) -> list[tuple[Pair, list[Any]]]:
+    """Messages grouped by pair, each group in the order given."""
+    groups: dict[int, tuple[Pair, list[Any]]] = {}
+    for _, pair, msg in items:
+        groups.setdefault(pair.index, (pair, []))[1].append(msg)
+    return list(groups.values())
+
+
+def _task_id(msg: Any) -> str:
+    # A task message's subject: "$KV.<bucket>.<project>.<task id>.<queue>.p<band>".
+    return msg.subject.rsplit(".", 3)[1]
 
 
 def _replacement(new: Task) -> Callable[[Task], Task]:
