@@ -255,8 +255,11 @@ def _get(conn: sqlite3.Connection, project: str, task_id: str) -> Task | None:
     return None if row is None else task_from_row(row)
 
 
-def _order(row: sqlite3.Row) -> tuple[int, int]:
-    return -row["priority"], row["seq"]
+def _order(row: sqlite3.Row) -> tuple[int, float, int]:
+    priority = row["priority"]
+    if isinstance(priority, (int, float)):
+        return 1, -priority, row["seq"]
+    return 0, 0, row["seq"]  # corrupt (text): SQL's ORDER BY priority DESC puts text first
 
 
 def _claim(
