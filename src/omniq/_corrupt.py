@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from omniq.models import Task, TaskError, TaskStatus, utcnow
 
-__all__ = ["CORRUPT", "CorruptField", "check", "is_stand_in", "stand_in"]
+__all__ = ["CORRUPT", "CorruptField", "check", "is_stand_in", "named", "stand_in"]
 
 log = logging.getLogger("omniq")
 
 CORRUPT = "CorruptTask"  # the error type of a stand-in
 _warned: set[str] = set()  # task ids whose stand-in was logged (bounded)
+_DUE = datetime(1970, 1, 1, tzinfo=UTC)
 
 _NONE = type(None)
 _TYPES: tuple[tuple[str, tuple[type, ...]], ...] = (
@@ -88,24 +90,34 @@ def check(task: Task) -> Task:
     return task
 
 
+def named(exc: Exception, array_fields: tuple[str, ...] = ()) -> Exception:
+    """A decoding error of a stored task, as a :class:`CorruptField` when its message says
+    where (msgspec's ``$.name``, or ``$[i]`` of an array whose fields are ``array_fields``)."""
+    message = str(exc)
+    where = re.search(r"`\$(?:\[\d+\])?\.(\w+)`", message)
+    if where is not None:
+        return CorruptField(where.group(1), None, detail=f"is wrong: {message}")
+    at = re.search(r"`\$\[(\d+)\]`", message)
+    if at is not None and int(at.group(1)) < len(array_fields):
+        return CorruptField(array_fields[int(at.group(1))], None, detail=f"is wrong: {message}")
+    return exc
+
+
 def stand_in(task_id: str, why: Exception | str, **known: Any) -> Task:
     """The task handed out for a stored one that cannot be read: the fields that could be read
-    (``known``, each already of its type), an empty payload, no retries, and an error saying
-    what is wrong (``why``). Logged once per task (it is read again by every listing)."""
+    (``known``, each already of its type; ``run_at=None``: due), an empty payload, no
+    retries, and an error saying what is wrong (``why``). Logged once per task (every listing
+    reads it again)."""
     reason = f"stored task is corrupt: {why}"
     if task_id not in _warned:
         if len(_warned) >= 1000:
             _warned.clear()
         _warned.add(task_id)
         log.warning("task %s: %s; it is handed out to fail", task_id, reason)
-    now = utcnow()
-    fields: dict[str, Any] = {
-        "func_name": "?",
-        "status": TaskStatus.FAILED,
-        "created_at": now,
-        "run_at": now,
-        **known,
-    }
+    fields: dict[str, Any] = {"func_name": "?", "status": TaskStatus.FAILED, **known}
+    fields.setdefault("created_at", utcnow())
+    if fields.get("run_at") is None:
+        fields["run_at"] = _DUE  # whatever the claim's "now", due: it is handed out at once
     return Task(
         id=task_id,
         payload=b"",

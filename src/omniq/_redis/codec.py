@@ -10,14 +10,13 @@ names the field, so that a worker claiming it fails it and the queue goes on.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from omniq._corrupt import CorruptField, check, stand_in
-from omniq.models import Task, TaskError, TaskStatus, utcnow
+from omniq._corrupt import CorruptField, check, named, stand_in
+from omniq.models import Task, TaskError, TaskStatus
 
 __all__ = [
     "Fixed",
@@ -234,12 +233,8 @@ def task_from_fields(row: list[Any], blob: bytes | None) -> Task:
 def _fixed(blob: bytes) -> Fixed:
     try:
         return _fixed_decoder.decode(blob)
-    except msgspec.ValidationError as exc:  # "... - at `$[4]`": name the field
-        where = re.search(r"\$\[(\d+)\]", str(exc))
-        fields = Fixed.__struct_fields__
-        if where is None or int(where.group(1)) >= len(fields):
-            raise
-        raise CorruptField(fields[int(where.group(1))], None, detail=f"is wrong: {exc}") from exc
+    except msgspec.ValidationError as exc:
+        raise named(exc, Fixed.__struct_fields__) from exc
 
 
 def _read(name: str, convert: Any, value: Any) -> Any:
@@ -262,7 +257,7 @@ def _salvage(task_id: str, row: list[Any], exc: Exception) -> Task:
         queue_name=field(lambda: _text(row[2]) or "default", "default"),
         priority=field(lambda: int(row[3]), 0),
         status=field(lambda: TaskStatus(_text(row[1])), TaskStatus.FAILED),
-        run_at=field(lambda: _epoch(row[4]), utcnow()),
+        run_at=field(lambda: _epoch(row[4]), None),
         key=field(lambda: _text(row[12]), None),
         attempts=field(lambda: int(row[8]), 0),
         worker_id=field(lambda: _text(row[7]), None),

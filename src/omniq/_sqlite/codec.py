@@ -190,7 +190,7 @@ def _salvage(row: sqlite3.Row, exc: Exception) -> Task:
         priority=field(lambda: row["priority"], 0),
         status=field(lambda: TaskStatus(row["status"]), TaskStatus.FAILED),
         created_at=field(lambda: _epoch(row["created_at"]), now),
-        run_at=field(lambda: _epoch(row["run_at"]), now),
+        run_at=field(lambda: _epoch(row["run_at"]), None),
         key=row["key"] if isinstance(row["key"], str) else None,
         attempts=field(lambda: row["attempts"], 0),
         worker_id=row["worker_id"] if isinstance(row["worker_id"], str) else None,

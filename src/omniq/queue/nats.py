@@ -229,7 +229,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
 
     async def _get(self, task_id: str) -> Task | None:
         entry = await self._find(await self._c(), task_id)
-        return None if entry is None else decode_task(entry.value)
+        return None if entry is None else decode_task(entry.value, entry.key)
 
     async def _claim(
         self,
@@ -352,12 +352,8 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             if msg.headers and msg.headers.get("KV-Operation"):
                 await client.ack(msg)  # a purged task
                 continue
-            try:
-                task = decode_task(msg.data)
-            except msgspec.DecodeError:
-                logger.error("dropping an undecodable task record %s", msg.subject)
-                await client.ack(msg)
-                continue
+            key = msg.subject[len(TASKS_BUCKET) + 5 :]
+            task = decode_task(msg.data, key)  # a corrupt record: a stand-in, failed when run
             if task.status in CLAIMABLE:
                 if task.run_at > now:
                     await self._later(client, pair, msg, task.run_at, now)
@@ -376,7 +372,6 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 attempts=task.attempts + 1,
                 started_at=now,
             )
-            key = msg.subject[len(TASKS_BUCKET) + 5 :]
             chosen.append((key, claimed, delivery_info(msg)[0]))
         if not chosen:
             return []
@@ -461,7 +456,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 entry = await self._find(client, task_id)
                 if entry is None:
                     return False
-                task = decode_task(entry.value)
+                task = decode_task(entry.value, entry.key)
                 if not holds(task, attempts):
                     mine = self._held.get(task_id)
                     if task.status is not TaskStatus.RUNNING or (
@@ -496,7 +491,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             entry = await self._find(client, task_id)
             if entry is None:
                 return None
-            task = decode_task(entry.value)
+            task = decode_task(entry.value, entry.key)
             if task.status not in from_statuses:
                 return None
             new = task.evolve(**changes)
@@ -523,7 +518,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         if status is TaskStatus.WAITING:
             return await self._waiting.list(await self._c(), queue_name, limit)
         entries = await self._scan(queue_name)
-        tasks = [decode_task(e.value) for e in entries]
+        tasks = [decode_task(e.value, e.key) for e in entries]
         tasks = [t for t in tasks if status is None or t.status is status]
         tasks.sort(key=lambda t: (t.created_at, t.id))
         return tasks[:limit]
@@ -540,7 +535,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         unindex: list[str] = []
 
         async def drop(entry: Entry) -> bool:
-            task = decode_task(entry.value)
+            task = decode_task(entry.value, entry.key)
             if task.status is TaskStatus.RUNNING:
                 return False
             try:
