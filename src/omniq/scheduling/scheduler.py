@@ -331,7 +331,7 @@ class AsyncScheduler:
 
     async def _store_task(self, task: Task) -> None:
         (stored_id,) = await self.queue.enqueue_tasks([task])
-        if self.queue.event_store is not None:
+        if getattr(self.queue, "event_store", None) is not None:
             # The queue buffers its ENQUEUED event; off the hot path, write it before going on.
             await self.queue.flush_events()
         elif stored_id == task.id and self.event_store is not None:
