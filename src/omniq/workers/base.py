@@ -42,6 +42,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from omniq._configurable import Configurable
+from omniq._corrupt import is_stand_in
 from omniq._sync import as_async
 from omniq._tasks import cancel_and_wait, wait_within
 from omniq.allowlist import AllowList
@@ -570,6 +571,8 @@ class BaseWorker(Configurable, abc.ABC):
             self._flush_wanted.set()
 
     async def _outcome(self, task: Task, ctx: TaskContext) -> tuple[Task, TaskResult | None] | None:
+        if is_stand_in(task):  # a stored task its queue could not read: it will not heal
+            return self._final(task, TaskStatus.FAILED, error=task.error, event=EventType.ERROR)
         now = utcnow()
         if task.expires_at is not None and task.attempts == 1 and task.expires_at <= now:
             return self._final(
