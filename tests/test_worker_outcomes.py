@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import taskfns
+from conftest import wait_until
 
 from omniq import OmniQ, TaskStatus
 from omniq.models import Task, TaskResult, utcnow
@@ -41,6 +42,32 @@ async def test_an_outcome_the_storage_refuses_holds_back_no_other() -> None:
     assert failed.status is TaskStatus.FAILED and failed.error.type == "OSError"
     assert "could not be stored" in failed.error.message
     assert (await queue.get_task(refused)).status is TaskStatus.FAILED
+
+
+class _DownThenUp(AsyncMemoryResultStorage):
+    """Refuses every write until ``up`` is set (a storage outage)."""
+
+    up = False
+    refusals = 0
+
+    async def _put_many(self, results: list[tuple[TaskResult, bytes]]) -> None:
+        if not self.up:
+            self.refusals += 1
+            raise OSError("connection refused")
+        await super()._put_many(results)
+
+
+async def test_an_outage_turns_no_outcome_into_a_failure() -> None:
+    queue, results = AsyncMemoryTaskQueue(), _DownThenUp()
+    ids = [await queue.enqueue(taskfns.add, args=(i, 1)) for i in range(6)]
+    worker = AsyncThreadPoolWorker(
+        queue=queue, result_store=results, max_workers=8, poll_interval=0.05
+    )
+    async with worker:
+        await wait_until(lambda: results.refusals >= 4)
+        results.up = True
+        found = [await results.get(i, wait=True, timeout=10) for i in ids]
+    assert [r.unwrap() for r in found] == [i + 1 for i in range(6)]
 
 
 async def test_a_stored_row_with_a_non_integer_max_retries_fails_alone() -> None:

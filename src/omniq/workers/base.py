@@ -68,6 +68,7 @@ _MAINTENANCE_INTERVAL = 60.0  # seconds between deletions of old results and eve
 _EXPIRY_INTERVAL = 5.0  # seconds between looks for tasks whose TTL passed
 _DEPENDENCY_INTERVAL = 1.0  # longest wait between looks at WAITING tasks
 _WRITE_RETRY_DELAY = 0.5
+_SPLIT_PROBES = 3  # outcomes of a refused batch tried alone before the storage is deemed down
 _CLAIM_GATHER = 0.002  # seconds a busy worker may wait to claim for several free slots at once
 _SHORT_TASK = 0.05  # seconds: below this mean run time, the worker claims ahead (see above)
 _AHEAD_HORIZON = 0.01  # seconds: a task claimed ahead waits about this long for its slot
@@ -825,15 +826,19 @@ class BaseWorker(Configurable, abc.ABC):
         """After a batch write failed: write its outcomes one by one, so that one the storage
         refuses holds back no other. False if none could be written (the storage is down, not
         an outcome bad): the caller retries them all."""
-        refused = []
+        refused: list[tuple[_Outcome, Exception]] = []
+        landed = False
         for outcome in batch:
+            if not landed and len(refused) >= _SPLIT_PROBES:
+                return False
             try:
                 await self._write([outcome])
             except Exception as exc:
                 refused.append((outcome, exc))
             else:
                 self._written([outcome])
-        if len(refused) == len(batch):
+                landed = True
+        if not landed:
             return False
         for outcome, exc in refused:
             self._refused(outcome, exc)
