@@ -858,8 +858,11 @@ class BaseWorker(Configurable, abc.ABC):
                 message=f"the task's outcome could not be stored: {cause.message}",
                 traceback=cause.traceback,
             )
-            self._completions.append(self._final(task, TaskStatus.FAILED, error=error))
-            return
+            try:
+                self._completions.append(self._final(task, TaskStatus.FAILED, error=error))
+                return
+            except Exception:
+                logger.exception("recording why task %s failed did not work either", task.id)
         self._refused_ids.discard(task.id)
         self._unwritten.pop(task.id, None)
 
