@@ -26,10 +26,9 @@ from omniq.models import (
     Task,
     TaskError,
     TaskEvent,
-    TaskResult,
     TaskStatus,
-    utcnow,
 )
+from omniq.outcomes import ending
 from omniq.registry import worker_class
 from omniq.scheduling import AsyncScheduler
 from omniq.task_function import TaskFunction
@@ -330,30 +329,12 @@ class AsyncOmniQ:
             return False
         if before is not None and before.status is not TaskStatus.RUNNING:
             error = TaskError.from_exception(TaskCancelledError("cancelled before it ran"))
+            result, event = ending(before, TaskStatus.CANCELLED, error=error)
             if self.result_store is not None:
-                now = utcnow()
-                await self.result_store.put(
-                    TaskResult(
-                        task_id=task_id,
-                        status=TaskStatus.CANCELLED,
-                        error=error,
-                        attempts=before.attempts,
-                        queue_name=before.queue_name,
-                        finished_at=now,
-                        schedule_id=before.schedule_id,
-                    )
-                )
+                await self.result_store.put(result)
             if self._events.enabled:
                 self._events.start()
-                self._events.emit(
-                    TaskEvent(
-                        task_id=task_id,
-                        type=EventType.CANCELLED,
-                        timestamp=utcnow(),
-                        queue_name=before.queue_name,
-                        error=error,
-                    )
-                )
+                self._events.emit(event)
         return True
 
     async def requeue(self, task_id: str) -> bool:

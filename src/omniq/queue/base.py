@@ -475,12 +475,13 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         self,
         worker_id: str,
         tasks: Sequence[Task],
-        results: Sequence[TaskResult],
+        results: Sequence[tuple[TaskResult, bytes]],
         result_store: Any,
     ) -> set[str] | None:
-        """Store ``results`` in ``result_store`` and write the outcome of ``tasks`` (as
-        :meth:`finish`) in one transaction, where the result store lives in this queue's
-        database; None where it does not (the caller then stores the results, then finishes)."""
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction, where the result store lives in this queue's database; None where it does
+        not (the caller then stores the results, then finishes)."""
         return None
 
     # --- records: small versioned documents beside the tasks ----------------------------------

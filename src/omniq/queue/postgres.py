@@ -235,7 +235,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         self,
         worker_id: str,
         tasks: Sequence[Task],
-        results: Sequence[TaskResult],
+        results: Sequence[tuple[TaskResult, bytes]],
         result_store: Any,
     ) -> set[str] | None:
         """One statement (one round trip, one commit) where ``result_store`` is a PostgreSQL
@@ -250,7 +250,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         row = await self._db.fetchrow(
             QUERIES["finish_with_results"],
             *self._finish_parameters(worker_id, tasks),
-            *result_store.put_parameters(result_store.encode_many(results)),
+            *result_store.put_parameters(list(results)),
             retry=True,  # an upsert and a compare-and-set: twice is the same as once
         )
         return set(row["ids"])
