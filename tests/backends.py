@@ -8,10 +8,31 @@ spec here once their tests can start the server.
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import fsspec
+import msgspec
+
+# What a corruption hook writes into a stored task's field, by raw storage access: the field
+# names of omniq.models.Task, the values what a careless script or a bad migration might leave.
+CORRUPT_FIELDS = ("priority", "run_at", "payload", "status", "attempts", "max_retries")
+BAD_VALUES: dict[str, Any] = {
+    "priority": "high",
+    "run_at": "tomorrow",
+    "payload": b"\xc1 not msgpack",
+    "status": "bogus",
+    "attempts": "many",
+    "max_retries": "none",
+}
+
+Corrupt = Callable[[str, Any, str], Awaitable[None]]
+"""``corrupt(project, task, field)``: write a bad value into one field of a stored task (the
+task as ``get_task`` returned it: its id, queue and priority locate it)."""
 
 
 @dataclass
@@ -24,6 +45,8 @@ class BackendSpec:
     multiprocess: bool = True  # storage shared by OS processes
     # Backends without an event storage of their own log events elsewhere (SQLite, say):
     event_options: dict[str, Any] | None = None
+    corrupt: Corrupt | None = None  # None: the storage cannot be written from outside (memory)
+    corruptible: tuple[str, ...] = CORRUPT_FIELDS  # the fields its storage can hold wrong
 
     def component_args(self, project: str) -> dict[str, Any]:
         return {"project_name": project, **self.options}
@@ -57,8 +80,37 @@ class BackendSpec:
         }
 
 
+def sqlite_corrupter(db_path: str) -> Corrupt:
+    """An UPDATE of the column (SQLite columns take a value of any type)."""
+
+    async def corrupt(project: str, task: Any, name: str) -> None:
+        with sqlite3.connect(db_path) as db:
+            changed = db.execute(
+                f"UPDATE omniq_tasks SET {name} = ? WHERE project = ? AND id = ?",
+                (BAD_VALUES[name], project, task.id),
+            ).rowcount
+        assert changed == 1, f"no task {task.id} in {db_path}"
+
+    return corrupt
+
+
+def file_corrupter(base_dir: str) -> Corrupt:
+    """A rewrite of the task's file with one field of the task changed."""
+
+    async def corrupt(project: str, task: Any, name: str) -> None:
+        fs, root = fsspec.core.url_to_fs(base_dir)
+        found = [p for p in fs.find(f"{root}/{project}") if p.endswith(f".{task.id}")]
+        assert len(found) == 1, f"task file of {task.id}: {found}"
+        seq, task = msgspec.msgpack.decode(fs.cat_file(found[0]))
+        task[name] = BAD_VALUES[name]
+        fs.pipe_file(found[0], msgspec.msgpack.encode([seq, task]))
+
+    return corrupt
+
+
 def embedded_specs(tmp: Path) -> dict[str, BackendSpec]:
     """Backends that need no server."""
+    memfs = f"memory://omniq-{uuid.uuid4().hex}"
     return {
         "memory": BackendSpec(
             "memory",
@@ -73,6 +125,7 @@ def embedded_specs(tmp: Path) -> dict[str, BackendSpec]:
             "omniq.backends.sqlite.storage:AsyncSQLiteResultStorage",
             "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
             {"db_path": str(tmp / "omniq.db")},
+            corrupt=sqlite_corrupter(str(tmp / "omniq.db")),
         ),
         "file": BackendSpec(
             "file",
@@ -80,14 +133,16 @@ def embedded_specs(tmp: Path) -> dict[str, BackendSpec]:
             "omniq.backends.file.storage:AsyncFileResultStorage",
             "omniq.backends.file.storage:AsyncFileEventStorage",
             {"base_dir": str(tmp / "files")},
+            corrupt=file_corrupter(str(tmp / "files")),
         ),
         "file-memfs": BackendSpec(
             "file-memfs",
             "omniq.backends.file.queue:AsyncFileTaskQueue",
             "omniq.backends.file.storage:AsyncFileResultStorage",
             "omniq.backends.file.storage:AsyncFileEventStorage",
-            {"base_dir": f"memory://omniq-{uuid.uuid4().hex}"},
+            {"base_dir": memfs},
             multiprocess=False,
+            corrupt=file_corrupter(memfs),
         ),
     }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,3 +115,63 @@ def wait_for_gate(started: str, gate: str, seconds: float = 60.0) -> int:
     while not Path(gate).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return os.getpid()
+
+
+# --- bad tasks: each must fail only itself ---------------------------------------------------
+
+
+def exit_now(code: int = 3) -> None:
+    sys.exit(code)
+
+
+async def async_exit_now(code: int = 3) -> None:
+    await asyncio.sleep(0)
+    sys.exit(code)
+
+
+def interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def generator_exit() -> None:
+    raise GeneratorExit
+
+
+def stop_iteration() -> None:
+    raise StopIteration("out of items")
+
+
+def raise_timeout(message: str = "socket timed out") -> None:
+    raise TimeoutError(message)
+
+
+async def async_wait_for_times_out() -> None:
+    await asyncio.wait_for(asyncio.sleep(30), 0.01)
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+def raise_unprintable() -> None:
+    raise UnprintableError
+
+
+def return_generator() -> object:
+    return (i for i in range(3))
+
+
+def return_lock() -> object:
+    return threading.Lock()
+
+
+def return_deep_list(depth: int = 50_000) -> list[object]:
+    nested: list[object] = []
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
+def return_tuple() -> tuple[int, int]:
+    return (1, 2)

@@ -594,6 +594,19 @@ def test_graceful_stop_lets_the_running_task_finish(
     assert "Traceback" not in worker.log
 
 
+def test_a_task_calling_sys_exit_leaves_the_worker_running_and_stoppable(
+    env: dict[str, str], start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker("--import", "taskfns")
+    with OmniQ.from_env() as oq:
+        exits = oq.enqueue(taskfns.exit_now, max_retries=0)
+        assert oq.get_result(exits, wait=True, timeout=30).error.type == "SystemExit"
+        later = oq.enqueue(taskfns.add, args=(1, 2))
+        assert oq.get_result(later, wait=True, timeout=30).unwrap() == 3
+    worker.signal(signal.SIGTERM)  # the first one is heard
+    assert worker.exit_code() == 0, worker.log
+
+
 def test_second_signal_stops_at_once(
     env: dict[str, str], start_worker: Callable[..., Worker], tmp_path: Path
 ) -> None:

@@ -292,7 +292,8 @@ async def test_corrupt_task_file_is_claimed_failed_and_kept(queue: AsyncFileTask
     assert listed.status is TaskStatus.PENDING and listed.payload == b""
     (task,) = await queue.claim("w")
     assert (task.id, task.payload, task.max_retries) == (task_id, b"", 0)
-    assert task.status is TaskStatus.RUNNING and "corrupt task file" in task.func_name
+    assert task.status is TaskStatus.RUNNING and task.error.type == "CorruptTask"
+    assert "task file" in task.error.message
     with pytest.raises(SerializationError, match="corrupt"):
         queue.serializer.decode_call(task.payload)
     failed = task.evolve(

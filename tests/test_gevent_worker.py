@@ -128,6 +128,20 @@ async def test_sync_tasks_run_in_greenlets_and_coroutines_on_the_loop(stores) ->
     assert failed.status is TaskStatus.FAILED and failed.error.message == "in a greenlet"
 
 
+async def test_a_greenlet_s_base_exception_fails_only_its_task(stores) -> None:
+    queue, results = stores
+    async with make_worker(stores, max_workers=2):
+        ids = [
+            await queue.enqueue(f, max_retries=0)
+            for f in (taskfns.exit_now, taskfns.interrupt, taskfns.generator_exit)
+        ]
+        found = [await results.get(i, wait=True, timeout=10) for i in ids]
+        after = await queue.enqueue(taskfns.add, args=(1, 2))
+        assert (await results.get(after, wait=True, timeout=10)).unwrap() == 3
+    assert [r.error.type for r in found] == ["SystemExit", "KeyboardInterrupt", "GeneratorExit"]
+    assert all(r.status is TaskStatus.FAILED for r in found)
+
+
 async def test_greenlets_wait_at_once_in_one_thread(stores) -> None:
     queue, results = stores
     n = 30

@@ -77,6 +77,33 @@ async def test_a_crashing_child_fails_only_its_task(stores) -> None:
     assert "exit code 7" in result.error.message
 
 
+async def test_base_exceptions_and_unencodable_values_fail_only_their_task(stores) -> None:
+    queue, results = stores
+    async with AsyncProcessPoolWorker(
+        queue=queue, result_store=results, max_workers=1, poll_interval=0.05
+    ):
+        first_pid = await results.get(await queue.enqueue(taskfns.pid), wait=True, timeout=30)
+        exits = await queue.enqueue(taskfns.exit_now, max_retries=0)
+        interrupts = await queue.enqueue(taskfns.interrupt, max_retries=0)
+        generator = await queue.enqueue(taskfns.return_generator, max_retries=3)
+        unprintable = await queue.enqueue(taskfns.raise_unprintable, max_retries=0)
+        found = [
+            await results.get(i, wait=True, timeout=30)
+            for i in (exits, interrupts, generator, unprintable)
+        ]
+        last_pid = await results.get(await queue.enqueue(taskfns.pid), wait=True, timeout=30)
+    assert [r.status for r in found] == [TaskStatus.FAILED] * 4
+    assert [r.error.type for r in found] == [
+        "SystemExit",
+        "KeyboardInterrupt",
+        "SerializationError",
+        "UnprintableError",
+    ]
+    assert found[2].attempts == 1 and "generator" in found[2].error.message  # not retried
+    assert "str()" in found[3].error.message
+    assert last_pid.unwrap() == first_pid.unwrap()  # the same child ran them all
+
+
 async def test_cancel_stops_the_child(stores, tmp_path: Path) -> None:
     queue, results = stores
     async with AsyncProcessPoolWorker(

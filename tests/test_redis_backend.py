@@ -203,7 +203,7 @@ async def test_a_corrupt_record_is_handed_out_to_fail(queue: AsyncRedisTaskQueue
     await queue._conn.client.hset(prefix(queue.project_name) + f"t:{task_id}", "d", b"\xc1junk")
     (task,) = await queue.claim("w")
     assert (task.id, task.payload, task.max_retries, task.attempts) == (task_id, b"", 0, 1)
-    assert task.error is not None and task.error.type == "CorruptTaskRecord"
+    assert task.error is not None and task.error.type == "CorruptTask"
     assert (await queue.get_task(task_id)).status is TaskStatus.RUNNING
 
 

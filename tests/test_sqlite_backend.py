@@ -451,7 +451,7 @@ async def test_corrupt_row_is_claimed_with_a_payload_that_fails(
             "UPDATE omniq_tasks SET error = '{not json', depends_on = 'x' WHERE id = ?", (bad,)
         )
     listed = await queue.list_tasks()
-    assert [t.id for t in listed] == [bad, good] and listed[0].error.type == "CorruptTaskRow"
+    assert [t.id for t in listed] == [bad, good] and listed[0].error.type == "CorruptTask"
     claimed = await queue.claim("w", limit=5)
     assert [t.id for t in claimed] == [bad, good]
     corrupt = claimed[0]

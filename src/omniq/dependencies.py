@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus, utcnow
+from omniq.models import Task, TaskError, TaskEvent, TaskStatus, utcnow
+from omniq.outcomes import ending
 
 __all__ = ["DependencyResolver"]
 
@@ -110,36 +110,13 @@ async def record_ending(
 ) -> None:
     """Store the result and emit the event of a task that ended without running (cancelled by
     a dependency, expired): waiters on its result get an answer."""
-    now = utcnow()
+    result, event = ending(task, status, error=error)
     if result_store is not None:
         try:
-            await result_store.put(
-                TaskResult(
-                    task_id=task.id,
-                    status=status,
-                    error=error,
-                    attempts=task.attempts,
-                    queue_name=task.queue_name,
-                    finished_at=now,
-                    schedule_id=task.schedule_id,
-                    expires_at=now + timedelta(seconds=task.result_ttl)
-                    if task.result_ttl is not None
-                    else None,
-                )
-            )
+            await result_store.put(result)
         except Exception:
             logger.warning(
                 "storing the %s result of %s failed", status.value, task.id, exc_info=True
             )
     if emit is not None:
-        kind = EventType.EXPIRED if status is TaskStatus.EXPIRED else EventType.CANCELLED
-        emit(
-            TaskEvent(
-                task_id=task.id,
-                type=kind,
-                timestamp=now,
-                queue_name=task.queue_name,
-                error=error,
-                schedule_id=task.schedule_id,
-            )
-        )
+        emit(event)

@@ -26,10 +26,9 @@ from omniq.models import (
     Task,
     TaskError,
     TaskEvent,
-    TaskResult,
     TaskStatus,
-    utcnow,
 )
+from omniq.outcomes import ending
 from omniq.registry import worker_class
 from omniq.scheduling import AsyncScheduler
 from omniq.task_function import TaskFunction
@@ -109,6 +108,9 @@ class AsyncOmniQ:
                 raise ConfigError(f"worker_config: {reserved!r} is set by the facade itself")
         self.worker: BaseWorker | None = None
         self._events = EventBuffer(self.event_store)
+        if self.event_store is not None:
+            # The queue records ENQUEUED for every way in (enqueue, workflows, schedules).
+            self.task_queue.use_event_store(self.event_store)
         self.scheduler = AsyncScheduler(self.task_queue, event_store=self.event_store)
 
     # --- construction from configuration -------------------------------------------------------
@@ -129,10 +131,14 @@ class AsyncOmniQ:
         ``result_store_backend`` (default ``backend``); events from ``event_store_backend``
         (default ``backend`` when it has an event storage, else none)."""
         events_from = event_store_backend or (backend if backend.has_event_store else None)
+        events = events_from.event_store() if events_from is not None else None
+        queue_options: dict[str, Any] = {"event_store": events}
+        if queues:
+            queue_options["queues"] = list(queues)
         return cls(
-            task_queue=backend.task_queue(**({"queues": list(queues)} if queues else {})),
+            task_queue=backend.task_queue(**queue_options),
             result_store=(result_store_backend or backend).result_store(),
-            event_store=events_from.event_store() if events_from is not None else False,
+            event_store=events if events is not None else False,
             worker=worker_type,
             worker_config=worker_config,
             settings=settings,
@@ -201,7 +207,6 @@ class AsyncOmniQ:
     ) -> str:
         """Queue a call of ``func``; options as ``AsyncTaskQueue.enqueue``. Returns the task id."""
         task_id = await self.task_queue.enqueue(func, func_args, **options)
-        self._emit_enqueued([task_id], options.get("queue_name", "default"))
         if options.get("depends_on") and self.worker is not None:
             self.worker.watch_dependencies()
         return task_id
@@ -210,9 +215,6 @@ class AsyncOmniQ:
         """Queue many calls at once (each a dict of :meth:`enqueue` arguments)."""
         calls = list(calls)
         ids = await self.task_queue.enqueue_many(calls)
-        if self._events.enabled:
-            for task_id, call in zip(ids, calls, strict=True):
-                self._emit_enqueued([task_id], call.get("queue_name", "default"))
         if self.worker is not None and any(call.get("depends_on") for call in calls):
             self.worker.watch_dependencies()
         return ids
@@ -222,24 +224,9 @@ class AsyncOmniQ:
         the task whose result is the workflow's result."""
         tasks, final_id = build_workflow(self.task_queue, workflow)
         await self.task_queue.enqueue_tasks(tasks)
-        if self._events.enabled:
-            for task in tasks:
-                self._emit_enqueued([task.id], task.queue_name)
         if self.worker is not None:
             self.worker.watch_dependencies()
         return final_id
-
-    def _emit_enqueued(self, ids: Sequence[str], queue_name: str) -> None:
-        if not self._events.enabled:
-            return
-        self._events.start()
-        now = utcnow()
-        for task_id in ids:
-            self._events.emit(
-                TaskEvent(
-                    task_id=task_id, type=EventType.ENQUEUED, timestamp=now, queue_name=queue_name
-                )
-            )
 
     def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Decorator: ``@oq.task(queue_name="low")`` adds ``.enqueue(*args, **kwargs)``."""
@@ -342,30 +329,12 @@ class AsyncOmniQ:
             return False
         if before is not None and before.status is not TaskStatus.RUNNING:
             error = TaskError.from_exception(TaskCancelledError("cancelled before it ran"))
+            result, event = ending(before, TaskStatus.CANCELLED, error=error)
             if self.result_store is not None:
-                now = utcnow()
-                await self.result_store.put(
-                    TaskResult(
-                        task_id=task_id,
-                        status=TaskStatus.CANCELLED,
-                        error=error,
-                        attempts=before.attempts,
-                        queue_name=before.queue_name,
-                        finished_at=now,
-                        schedule_id=before.schedule_id,
-                    )
-                )
+                await self.result_store.put(result)
             if self._events.enabled:
                 self._events.start()
-                self._events.emit(
-                    TaskEvent(
-                        task_id=task_id,
-                        type=EventType.CANCELLED,
-                        timestamp=utcnow(),
-                        queue_name=before.queue_name,
-                        error=error,
-                    )
-                )
+                self._events.emit(event)
         return True
 
     async def requeue(self, task_id: str) -> bool:
@@ -406,6 +375,7 @@ class AsyncOmniQ:
         if self.event_store is None:
             return []
         await self._events.flush()
+        await self.task_queue.flush_events()
         if self.worker is not None:
             await self.worker.flush_events()
         return await self.event_store.get_events(task_id, event_type, since, until, limit)

@@ -30,7 +30,10 @@ class _Factory:
     def from_backend(cls, backend: Backend, **options: Any) -> Any:
         """This component of ``backend`` (sync twin), with ``options`` overriding its arguments."""
         async_cls, validated = backend.component_options(cls.component, options)
-        return sync_twin_of(async_cls)(**validated)
+        component = sync_twin_of(async_cls)(**validated)
+        if cls.component == "task_queue":
+            backend.wire_events(component, options, lambda: EventStore.from_backend(backend))
+        return component
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Any:

@@ -95,7 +95,16 @@ class TaskError(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_exception(cls, exc: BaseException, traceback: str | None = None) -> TaskError:
-        return cls(type=type(exc).__qualname__, message=str(exc), traceback=traceback)
+        return cls(type=type(exc).__qualname__, message=_message(exc), traceback=traceback)
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, which runs the exception's own code: one whose ``__str__`` raises still
+    gets a message."""
+    try:
+        return str(exc)
+    except Exception as failure:
+        return f"<str() of {type(exc).__qualname__} failed: {type(failure).__qualname__}>"
 
 
 class Task(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,10 +15,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import msgspec
+import nats
 import pytest
-from backends import BackendSpec
+from backends import BAD_VALUES, BackendSpec, Corrupt
 
+from omniq.backends.nats.layout import TASKS_BUCKET, task_key, token
 from servers import free_port, shared_server
 
 __all__ = ["BACKENDS", "NATSServer", "find_binary", "nats_server"]
@@ -100,6 +104,23 @@ def nats_server() -> Iterator[NATSServer]:
     yield from shared_server("nats", NATSServer)
 
 
+def _corrupter(url: str) -> Corrupt:
+    """A put of the task's key-value entry with one field of the msgpack map changed."""
+
+    async def corrupt(project: str, task: Any, name: str) -> None:
+        client = await nats.connect(url)
+        try:
+            bucket = await client.jetstream().key_value(TASKS_BUCKET)
+            key = task_key(token(project), task.id, task.queue_name, task.priority)
+            fields = msgspec.msgpack.decode((await bucket.get(key)).value)
+            fields[name] = BAD_VALUES[name]
+            await bucket.put(key, msgspec.msgpack.encode(fields))
+        finally:
+            await client.close()
+
+    return corrupt
+
+
 def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: NATSServer = request.getfixturevalue("nats_server")
     return BackendSpec(
@@ -109,6 +130,7 @@ def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
         "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
         {"servers": [server.url]},
         event_options={"db_path": str(tmp_path / "events.db")},
+        corrupt=_corrupter(server.url),
     )
 
 

@@ -8,6 +8,7 @@ server trades durability for speed (``fsync=off``); benchmarks start one with th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -18,9 +19,10 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from backends import BackendSpec
+from backends import BackendSpec, Corrupt
 
 from servers import free_port, shared_server
 
@@ -135,6 +137,27 @@ def postgres_server_fixture() -> Iterator[PostgresServer]:
     yield from shared_server("postgres", PostgresServer)
 
 
+# Typed columns: what a bad UPDATE can still leave (a text priority cannot be stored).
+_BAD_VALUES = {
+    "run_at": "'infinity'",
+    "payload": "'\\xc1'::bytea",
+    "status": "'bogus'",
+    "attempts": "-7",
+    "max_retries": "-1",
+}
+
+
+def _corrupter(server: PostgresServer) -> Corrupt:
+    async def corrupt(project: str, task: Any, name: str) -> None:
+        sql = (
+            f"UPDATE omniq_tasks SET {name} = {_BAD_VALUES[name]} "
+            f"WHERE project = '{project}' AND id = '{task.id}' RETURNING id"
+        )
+        assert (await asyncio.to_thread(server.psql, sql)).split() == [task.id, "UPDATE", "1"]
+
+    return corrupt
+
+
 def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return BackendSpec(
@@ -143,6 +166,8 @@ def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
         "omniq.backends.postgres.storage:AsyncPostgresResultStorage",
         "omniq.backends.postgres.storage:AsyncPostgresEventStorage",
         {"dsn": server.dsn},
+        corrupt=_corrupter(server),
+        corruptible=tuple(_BAD_VALUES),
     )
 
 

@@ -13,9 +13,12 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
-from backends import BackendSpec
+import redis.asyncio
+from backends import BAD_VALUES, BackendSpec, Corrupt
 
 from servers import free_port
 
@@ -117,6 +120,27 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         server.stop()
 
 
+_BLOB_INDEX = {"payload": 1, "max_retries": 4}  # in the blob `d` (omniq.backends.redis.codec.Fixed)
+_HASH_FIELD = {"priority": "p", "run_at": "r", "status": "s", "attempts": "a"}
+
+
+def _corrupter(url: str) -> Corrupt:
+    async def corrupt(project: str, task: Any, name: str) -> None:
+        client = redis.asyncio.from_url(url)
+        key = f"omniq:{{{project}}}:t:{task.id}"
+        try:
+            if name in _HASH_FIELD:
+                await client.hset(key, _HASH_FIELD[name], BAD_VALUES[name])
+            else:
+                fixed = msgspec.msgpack.decode(await client.hget(key, "d"))
+                fixed[_BLOB_INDEX[name]] = BAD_VALUES[name]
+                await client.hset(key, "d", msgspec.msgpack.encode(fixed))
+        finally:
+            await client.aclose()
+
+    return corrupt
+
+
 def _redis_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: RedisServer = request.getfixturevalue("redis_server")
     return BackendSpec(
@@ -126,6 +150,7 @@ def _redis_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
         "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
         {"url": server.url},
         event_options={"db_path": str(tmp_path / "events.db")},
+        corrupt=_corrupter(server.url),
     )
 
 

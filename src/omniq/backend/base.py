@@ -39,6 +39,9 @@ class Backend:
     """
 
     name: ClassVar[str]
+    # Whether a task queue it builds records ENQUEUED in an event storage of its own; not where
+    # each component keeps its own memory (nobody could read those events).
+    queue_records_events: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         self.options = {k: v for k, v in options.items() if v is not None}
@@ -61,7 +64,15 @@ class Backend:
     def task_queue(self, **overrides: Any) -> Any:
         """A new async task queue on this backend (``queues=[...]`` and other overrides)."""
         cls, options = self.component_options("task_queue", overrides)
-        return cls(**options)
+        return self.wire_events(cls(**options), overrides, self.event_store)
+
+    def wire_events(self, queue: Any, overrides: dict[str, Any], make_store: Any) -> Any:
+        """Give a task queue this backend built an event storage of its own (``make_store()``,
+        closed with the queue), so that every task stored through it gets its ENQUEUED event;
+        not when the caller chose ``event_store=`` (None: no events)."""
+        if "event_store" not in overrides and self.has_event_store and self.queue_records_events:
+            queue.use_event_store(make_store(), owned=True)
+        return queue
 
     def result_store(self, **overrides: Any) -> Any:
         """A new async result storage on this backend."""

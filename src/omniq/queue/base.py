@@ -17,12 +17,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from omniq._configurable import Configurable
+from omniq._sync import as_async
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError, SerializationError
-from omniq.models import CLAIMABLE, FINAL, Task, TaskResult, TaskStatus, to_seconds, utcnow
+from omniq.models import (
+    CLAIMABLE,
+    FINAL,
+    EventType,
+    Task,
+    TaskEvent,
+    TaskResult,
+    TaskStatus,
+    to_seconds,
+    utcnow,
+)
 from omniq.serialization import Serializer
 
-__all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "new_id"]
+__all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "enqueued_event", "new_id"]
 
 _ENQUEUE_OPTIONS = frozenset(
     {
@@ -68,6 +79,7 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.project_name = project_name or self.settings.PROJECT_NAME
@@ -84,11 +96,44 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         self.serializer = serializer or Serializer(
             self.settings.SECRET_KEY, allow_pickle=self.settings.ALLOW_PICKLE
         )
+        self.event_store: Any | None = None
+        self._enqueued: Any | None = None  # EventBuffer, made on this object's loop
+        self._owns_event_store = False
+        if event_store is not None:
+            self.use_event_store(event_store)
 
     @classmethod
     def from_backend(cls, backend: Any, **options: Any) -> AsyncTaskQueue:
         """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
         return backend.task_queue(**options)
+
+    def use_event_store(self, event_store: Any, *, owned: bool = False) -> None:
+        """Record an ENQUEUED event in ``event_store`` (either twin) for every task stored from
+        now on, unless this queue records them somewhere already; ``owned``: close it with
+        this queue."""
+        if self.event_store is None:
+            self.event_store, self._owns_event_store = event_store, owned
+
+    async def flush_events(self) -> None:
+        """Write the ENQUEUED events still buffered."""
+        if self._enqueued is not None:
+            await self._enqueued.flush()
+
+    def _record_enqueued(self, tasks: Sequence[Task], ids: Sequence[str]) -> None:
+        """Buffer an ENQUEUED event for each task stored (not one a ``key`` matched): no round
+        trip on the enqueue path, and a failing event store never fails an enqueue."""
+        if self.event_store is None:
+            return
+        if self._enqueued is None:
+            # Imported here: the workers package imports this module.
+            from omniq.workers._events import EventBuffer
+
+            self._enqueued = EventBuffer(as_async(self.event_store))
+        self._enqueued.start()
+        now = utcnow()
+        for task, task_id in zip(tasks, ids, strict=True):
+            if task.id == task_id:
+                self._enqueued.emit(enqueued_event(task, now))
 
     # --- enqueueing --------------------------------------------------------------------------
 
@@ -132,6 +177,7 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         if task.depends_on:
             await self._check_dependencies([task])
         (task_id,) = await self._insert([task])
+        self._record_enqueued([task], [task_id])
         if task.depends_on and task_id == task.id:
             await self.release_if_ready([task])
         return task_id
@@ -159,6 +205,7 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         if waiting:
             await self._check_dependencies(waiting)
         ids = await self._insert(tasks) if tasks else []
+        self._record_enqueued(tasks, ids)
         if waiting:
             await self.release_if_ready(waiting)
         return ids
@@ -193,7 +240,11 @@ class AsyncTaskQueue(Configurable, abc.ABC):
     async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[str]:
         """Store tasks made by :meth:`build_task` in one atomic step (workflows, schedules);
         returns their ids (a live task's id where a ``key`` matched)."""
-        return await self._insert(list(tasks)) if tasks else []
+        if not tasks:
+            return []
+        ids = await self._insert(list(tasks))
+        self._record_enqueued(tasks, ids)
+        return ids
 
     def build_task(
         self,
@@ -367,9 +418,10 @@ class AsyncTaskQueue(Configurable, abc.ABC):
     ) -> list[Task]:
         """Atomically take up to ``limit`` due tasks, leased to ``worker_id``.
 
-        Order: the position of the task's queue in ``queues`` (default: this object's queues,
-        else all queues alike), then priority (higher first), then enqueue order. Tasks whose
-        lease lapsed are taken again.
+        Order: the position of the task's queue in ``queues`` (default: this object's queues),
+        then priority (higher first), then enqueue order. Without a queue order all queues
+        count alike, on every backend: priority, then enqueue order across queues (never
+        queue names). Tasks whose lease lapsed are taken again.
 
         Attempts: the first ``start`` tasks (default: all) start now, so their claim counts an
         attempt (``attempts + 1``, ``started_at`` = now). The others are claimed ahead: they
@@ -423,12 +475,13 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         self,
         worker_id: str,
         tasks: Sequence[Task],
-        results: Sequence[TaskResult],
+        results: Sequence[tuple[TaskResult, bytes]],
         result_store: Any,
     ) -> set[str] | None:
-        """Store ``results`` in ``result_store`` and write the outcome of ``tasks`` (as
-        :meth:`finish`) in one transaction, where the result store lives in this queue's
-        database; None where it does not (the caller then stores the results, then finishes)."""
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction, where the result store lives in this queue's database; None where it does
+        not (the caller then stores the results, then finishes)."""
         return None
 
     # --- records: small versioned documents beside the tasks ----------------------------------
@@ -468,7 +521,12 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         await asyncio.sleep(timeout)
 
     async def close(self) -> None:
-        """Release connections and files."""
+        """Release connections and files (a backend's override calls this first)."""
+        buffer, self._enqueued = self._enqueued, None
+        if buffer is not None:
+            await buffer.close()
+        if self._owns_event_store:
+            await as_async(self.event_store).close()
 
     async def __aenter__(self) -> AsyncTaskQueue:
         return self
@@ -504,7 +562,8 @@ class AsyncTaskQueue(Configurable, abc.ABC):
 
         Candidates: PENDING or RETRYING with ``run_at <= now``, and RUNNING with
         ``lease_until < now`` (a lost worker). Only queues in ``queues`` (all when None), ordered
-        by queue position, priority descending, then insertion order. Each taken task gets
+        by queue position, priority descending, then insertion order; with ``queues=None``,
+        priority descending then insertion order across all queues. Each taken task gets
         ``worker_id`` and ``lease_until``; the first ``start`` taken and every one that was
         RUNNING also get ``attempts + 1`` and ``started_at = now``, the others keep
         ``attempts`` and get ``started_at = None``. No task may be returned to two concurrent
@@ -567,6 +626,17 @@ class AsyncTaskQueue(Configurable, abc.ABC):
     @abc.abstractmethod
     async def _delete_record(self, kind: str, key: str) -> bool:
         """Delete ``(kind, key)``; True if it existed."""
+
+
+def enqueued_event(task: Task, at: datetime) -> TaskEvent:
+    """The ENQUEUED event of a stored task."""
+    return TaskEvent(
+        task_id=task.id,
+        type=EventType.ENQUEUED,
+        timestamp=at,
+        queue_name=task.queue_name,
+        schedule_id=task.schedule_id,
+    )
 
 
 def _check_name(field: str, value: object) -> None:

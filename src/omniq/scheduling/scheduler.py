@@ -39,7 +39,7 @@ from omniq.models import (
     TaskStatus,
     utcnow,
 )
-from omniq.queue.base import new_id
+from omniq.queue.base import enqueued_event, new_id
 from omniq.scheduling.timing import check_timing, first_run, next_run, resumed_run
 
 __all__ = ["AsyncScheduler", "Scheduler"]
@@ -63,7 +63,8 @@ class AsyncScheduler:
         """
         Args:
             queue: the task queue (either twin) whose backend holds the schedules.
-            event_store: where SCHEDULE_PAUSED/RESUMED and the fired tasks' ENQUEUED go.
+            event_store: where SCHEDULE_PAUSED/RESUMED go, and the fired tasks' ENQUEUED when
+                the queue records none itself.
             tick: the longest wait between looks at the schedules.
         """
         if queue is None:
@@ -337,16 +338,11 @@ class AsyncScheduler:
 
     async def _store_task(self, task: Task) -> None:
         (stored_id,) = await self.queue.enqueue_tasks([task])
-        if stored_id == task.id and self.event_store is not None:
-            await self._log_event(
-                TaskEvent(
-                    task_id=task.id,
-                    type=EventType.ENQUEUED,
-                    timestamp=utcnow(),
-                    queue_name=task.queue_name,
-                    schedule_id=task.schedule_id,
-                )
-            )
+        if getattr(self.queue, "event_store", None) is not None:
+            # The queue buffers its ENQUEUED event; off the hot path, write it before going on.
+            await self.queue.flush_events()
+        elif stored_id == task.id and self.event_store is not None:
+            await self._log_event(enqueued_event(task, utcnow()))
 
     async def _clear_pending(self, schedule_id: str, task_id: str) -> None:
         await self._update(

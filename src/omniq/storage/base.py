@@ -86,10 +86,20 @@ class AsyncResultStorage(Configurable, abc.ABC):
         if results:
             await self._put_many(self.encode_many(results))
 
+    async def put_encoded(self, encoded: Sequence[tuple[TaskResult, bytes]]) -> None:
+        """Store results already paired with their stored form by :meth:`encode` (workers
+        encode each result apart, so that one that cannot be encoded fails only its task)."""
+        if encoded:
+            await self._put_many(list(encoded))
+
+    def encode(self, result: TaskResult) -> bytes:
+        """A result's stored form, sealed for its task with a secret key
+        (``SerializationError`` if its value cannot be encoded)."""
+        return self.serializer.encode_result(result, self.project_name)
+
     def encode_many(self, results: Sequence[TaskResult]) -> list[tuple[TaskResult, bytes]]:
         """Each result with its stored form."""
-        encode, project = self.serializer.encode_result, self.project_name
-        return [(r, encode(r, project)) for r in results]
+        return [(r, self.encode(r)) for r in results]
 
     async def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""

@@ -41,6 +41,7 @@ import msgspec
 
 from omniq.context import TaskContext, reset_current, set_current
 from omniq.models import TaskError
+from omniq.outcomes import unstorable
 
 __all__ = ["ChildCrashed", "ChildPool"]
 
@@ -61,7 +62,8 @@ class ChildCrashed(Exception):
 
 def _error_tuple(exc: BaseException) -> tuple[str, str, str]:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return type(exc).__qualname__, str(exc), tb
+    error = TaskError.from_exception(exc, tb)  # its str() may raise: this one never does
+    return error.type, error.message, tb
 
 
 # --- the child -------------------------------------------------------------------------------
@@ -144,11 +146,15 @@ def _run(
         value = func(*args, **kwargs)
         if inspect.isawaitable(value):
             value = loop.run_until_complete(_awaited(value))
-        return _OK, serializer.encode_value(value, what="task result")
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() too: the task's failure, the child goes on
         return _ERROR, _error_tuple(exc)
     finally:
         reset_current(token)
+    try:
+        return _OK, serializer.encode_value(value, what="task result")
+    except Exception as exc:  # the same value would come back next time: no retry
+        error = unstorable(value, exc)
+        return _PERMANENT, (error.type, error.message, "")
 
 
 async def _awaited(awaitable: Any) -> Any:

@@ -14,7 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ThreadRunner"]
+from omniq.workers.base import RemoteError, task_error
+
+__all__ = ["ThreadRunner", "settle"]
 
 _STOP = object()
 
@@ -80,9 +82,19 @@ class ThreadRunner:
             self._done.clear()  # threads hold a reference to this very list
             self._scheduled = False
         for future, value, exc in batch:
-            if future.cancelled():
-                continue
-            if exc is None:
-                future.set_result(value)
-            else:
-                future.set_exception(exc)
+            settle(future, value, exc)
+
+
+def settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    """Resolve a future with what a call returned or raised (unless it was cancelled)."""
+    if future.cancelled():
+        return
+    if exc is None:
+        future.set_result(value)
+    elif isinstance(exc, StopIteration | GeneratorExit):
+        # Neither may travel through a future as itself: a future refuses StopIteration, and
+        # GeneratorExit thrown into the awaiting coroutine closes the worker's frames above it
+        # instead of reaching their handlers. They travel as a carried error.
+        future.set_exception(RemoteError(task_error(exc)))
+    else:
+        future.set_exception(exc)

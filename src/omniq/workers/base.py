@@ -42,13 +42,14 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from omniq._configurable import Configurable
+from omniq._corrupt import is_stand_in
 from omniq._sync import as_async
 from omniq._tasks import cancel_and_wait, wait_within
 from omniq.allowlist import AllowList
 from omniq.config import Settings, get_settings
 from omniq.context import TaskContext
 from omniq.dependencies import DependencyResolver
-from omniq.errors import ConfigError, TaskCancelledError, TaskTimeoutError
+from omniq.errors import ConfigError, SerializationError, TaskCancelledError, TaskTimeoutError
 from omniq.maintenance import Maintenance
 from omniq.models import (
     EventType,
@@ -60,6 +61,7 @@ from omniq.models import (
     WorkerConfig,
     utcnow,
 )
+from omniq.outcomes import ending, unstorable
 from omniq.retry import retry_delay, should_retry
 from omniq.scheduling.scheduler import AsyncScheduler
 from omniq.workers._events import EventBuffer
@@ -73,6 +75,7 @@ _MAINTENANCE_INTERVAL = 60.0  # seconds between deletions of old results and eve
 _EXPIRY_INTERVAL = 5.0  # seconds between looks for tasks whose TTL passed
 _DEPENDENCY_INTERVAL = 1.0  # longest wait between looks at WAITING tasks
 _WRITE_RETRY_DELAY = 0.5
+_SPLIT_PROBES = 3  # outcomes of a refused batch tried alone before the storage is deemed down
 _CLAIM_GATHER = 0.002  # seconds a busy worker may wait to claim for several free slots at once
 _SHORT_TASK = 0.05  # seconds: below this mean run time, the worker claims ahead (see above)
 _AHEAD_HORIZON = 0.01  # seconds: a task claimed ahead waits about this long for its slot
@@ -198,7 +201,8 @@ class BaseWorker(Configurable, abc.ABC):
         #: The timeout scopes of running tasks, for worker types that start them later.
         self._timeouts: dict[str, asyncio.Timeout] = {}
         self._unwritten: dict[str, Task] = {}
-        self._completions: list[tuple[Task, TaskResult | None]] = []
+        self._completions: list[_Outcome] = []
+        self._refused_ids: set[str] = set()  # outcomes the storage refused once (_refused)
         self._starts: list[Task] = []  # tasks claimed ahead that started, attempt not written
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -550,6 +554,11 @@ class BaseWorker(Configurable, abc.ABC):
         started = time.perf_counter()
         try:
             outcome = await self._outcome(task, ctx)
+        except Exception as exc:
+            # Bad stored data or a bug on the way to the outcome: the task fails alone, its slot
+            # is freed, and the worker goes on claiming.
+            logger.exception("recording the outcome of task %s failed", task.id)
+            outcome = self._broken(task, exc)
         finally:
             self._running.pop(task.id, None)
             self._start_ready()
@@ -569,7 +578,9 @@ class BaseWorker(Configurable, abc.ABC):
             assert self._flush_wanted is not None
             self._flush_wanted.set()
 
-    async def _outcome(self, task: Task, ctx: TaskContext) -> tuple[Task, TaskResult | None] | None:
+    async def _outcome(self, task: Task, ctx: TaskContext) -> _Outcome | None:
+        if is_stand_in(task):  # a stored task its queue could not read: it will not heal
+            return self._final(task, TaskStatus.FAILED, error=task.error)
         now = utcnow()
         if task.expires_at is not None and task.attempts == 1 and task.expires_at <= now:
             return self._final(
@@ -579,7 +590,6 @@ class BaseWorker(Configurable, abc.ABC):
                     type="TaskExpired",
                     message=f"not started before its TTL ran out at {task.expires_at}",
                 ),
-                event=EventType.EXPIRED,
             )
         if task.attempts > task.max_attempts:
             return self._final(
@@ -591,13 +601,12 @@ class BaseWorker(Configurable, abc.ABC):
                     "with its worker; "
                     "no attempts left",
                 ),
-                event=EventType.ERROR,
             )
         if task.depends_on:
             try:
                 task = await self._with_dependency_results(task)
             except PermanentFailure as exc:
-                return self._final(task, TaskStatus.FAILED, error=exc.error, event=EventType.ERROR)
+                return self._final(task, TaskStatus.FAILED, error=exc.error)
         events = self._events
         if events.enabled:
             events.emit(
@@ -612,6 +621,7 @@ class BaseWorker(Configurable, abc.ABC):
                 )
             )
         started = time.perf_counter()
+        deadline: asyncio.Timeout | None = None
         try:
             if task.timeout is not None:
                 async with asyncio.timeout(task.timeout) as deadline:
@@ -625,20 +635,27 @@ class BaseWorker(Configurable, abc.ABC):
         except PermanentFailure as exc:
             # A payload that cannot be decoded or a function that cannot be imported will not
             # heal: no retries.
-            return self._final(task, TaskStatus.FAILED, error=exc.error, event=EventType.ERROR)
-        except TimeoutError:
-            ctx.cancel()
-            if task.timeout is not None and time.perf_counter() - started >= task.timeout * 0.99:
-                exc = TaskTimeoutError(f"task exceeded its timeout of {task.timeout} s")
-            return self._failure(task, exc, time.perf_counter() - started)
+            return self._final(task, TaskStatus.FAILED, error=exc.error)
+        except TimeoutError as exc:
+            # Only the task's own timeout is a TaskTimeoutError; a TimeoutError the task raised
+            # (a socket's, say) is an ordinary failure.
+            failure: BaseException = exc
+            if deadline is not None and deadline.expired():
+                ctx.cancel()
+                failure = TaskTimeoutError(f"task exceeded its timeout of {task.timeout} s")
+            return self._failure(task, _error(failure), time.perf_counter() - started)
         except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling() == 0:
+                # Raised by the task itself, not a cancel of this run: an ordinary failure.
+                return self._failure(task, _error(exc), time.perf_counter() - started)
             return await self._interrupted(task, exc)
-        except Exception as exc:
-            return self._failure(task, exc, time.perf_counter() - started)
+        except BaseException as exc:
+            # sys.exit(), KeyboardInterrupt, GeneratorExit...: the task's failure; left to
+            # propagate they would end the event loop and every worker on it.
+            return self._failure(task, _error(exc), time.perf_counter() - started)
         duration = time.perf_counter() - started
-        return self._final(
-            task, TaskStatus.SUCCESS, value=value, event=EventType.COMPLETE, duration=duration
-        )
+        return self._final(task, TaskStatus.SUCCESS, value=value, duration=duration)
 
     async def _with_dependency_results(self, task: Task) -> Task:
         """The task with its dependencies' results put in its call, where it takes them."""
@@ -659,7 +676,7 @@ class BaseWorker(Configurable, abc.ABC):
                     "but the worker has no result store",
                 )
             )
-        results = await asyncio.gather(*(self.result_store.get(i) for i in ids))
+        results = await asyncio.gather(*(self._dependency_result(i) for i in ids))
         missing = [i for i, r in zip(ids, results, strict=True) if r is None or not r.ok]
         if missing:
             raise PermanentFailure(
@@ -681,9 +698,20 @@ class BaseWorker(Configurable, abc.ABC):
             raise PermanentFailure(_error(exc)) from exc
         return task.evolve(payload=payload)
 
-    async def _interrupted(
-        self, task: Task, exc: asyncio.CancelledError
-    ) -> tuple[Task, TaskResult | None] | None:
+    async def _dependency_result(self, task_id: str) -> TaskResult | None:
+        assert self.result_store is not None
+        try:
+            return await self.result_store.get(task_id)
+        except SerializationError as exc:  # corrupt or forged: it will not read better later
+            raise PermanentFailure(
+                TaskError(
+                    type="SerializationError",
+                    message=f"the result of dependency {task_id} cannot be read: "
+                    f"{_error(exc).message}",
+                )
+            ) from exc
+
+    async def _interrupted(self, task: Task, exc: asyncio.CancelledError) -> _Outcome | None:
         current = asyncio.current_task()
         if current is not None:
             current.uncancel()
@@ -704,14 +732,11 @@ class BaseWorker(Configurable, abc.ABC):
             return
         if stored is not None and stored.status is TaskStatus.CANCELLED:
             error = TaskError.from_exception(TaskCancelledError("cancelled while running"))
-            result = self._result(task, TaskStatus.CANCELLED, error=error)
-            self._emit(task, EventType.CANCELLED, error=error)
-            self._store_orphan_result(result)
+            _, result = self._final(task, TaskStatus.CANCELLED, error=error)
+            if result is not None:
+                self._store_orphan_result(result)
 
-    def _failure(
-        self, task: Task, exc: BaseException, duration: float
-    ) -> tuple[Task, TaskResult | None]:
-        error = _error(exc)
+    def _failure(self, task: Task, error: TaskError, duration: float | None) -> _Outcome:
         if should_retry(task.attempts, task.max_retries):
             delay = retry_delay(task.attempts, task.retry_delay)
             retry = task.evolve(
@@ -723,9 +748,25 @@ class BaseWorker(Configurable, abc.ABC):
             )
             self._emit(task, EventType.RETRY, error=error, duration=duration)
             return retry, None
-        return self._final(
-            task, TaskStatus.FAILED, error=error, event=EventType.ERROR, duration=duration
+        return self._final(task, TaskStatus.FAILED, error=error, duration=duration)
+
+    def _broken(self, task: Task, exc: Exception) -> _Outcome:
+        """The outcome of a task whose outcome path raised: retried if its retry settings can
+        be read, else FAILED; with or without a result, never none."""
+        cause = _error(exc)
+        error = TaskError(
+            type=cause.type,
+            message=f"OmniQ could not record this task's outcome: {cause.message}",
+            traceback=cause.traceback,
         )
+        with contextlib.suppress(Exception):
+            return self._failure(task, error, None)
+        with contextlib.suppress(Exception):
+            return self._final(task, TaskStatus.FAILED, error=error)
+        done = task.evolve(
+            status=TaskStatus.FAILED, finished_at=utcnow(), lease_until=None, error=error
+        )
+        return done, None
 
     def _final(
         self,
@@ -734,35 +775,38 @@ class BaseWorker(Configurable, abc.ABC):
         *,
         value: Any = None,
         error: TaskError | None = None,
-        event: EventType,
         duration: float | None = None,
-    ) -> tuple[Task, TaskResult | None]:
-        result = self._result(task, status, value=value, error=error)
+    ) -> _Outcome:
+        """The task ended: its outcome with its result already encoded, so that a value that
+        cannot be stored fails this task alone, never the batch of outcomes it is written in."""
+        result, event = ending(
+            task, status, value=value, error=error, worker_id=self.worker_id, duration=duration
+        )
+        stored = None
+        if self.result_store is not None:
+            try:
+                stored = result, self.result_store.encode(result)
+            except Exception as exc:
+                if status is not TaskStatus.SUCCESS:
+                    raise
+                # The same value would come back next time: FAILED, no retry.
+                result, event = ending(
+                    task,
+                    TaskStatus.FAILED,
+                    error=unstorable(value, exc),
+                    worker_id=self.worker_id,
+                    duration=duration,
+                )
+                stored = result, self.result_store.encode(result)
+        if self._events.enabled:
+            self._events.emit(event)
         done = task.evolve(
-            status=status, finished_at=result.finished_at, lease_until=None, error=error
+            status=result.status,
+            finished_at=result.finished_at,
+            lease_until=None,
+            error=result.error,
         )
-        self._emit(task, event, error=error, duration=duration)
-        return done, result
-
-    def _result(
-        self, task: Task, status: TaskStatus, *, value: Any = None, error: TaskError | None = None
-    ) -> TaskResult:
-        finished = utcnow()
-        return TaskResult(
-            task_id=task.id,
-            status=status,
-            value=value,
-            error=error,
-            attempts=task.attempts,
-            queue_name=task.queue_name,
-            started_at=task.started_at,
-            finished_at=finished,
-            worker_id=self.worker_id,
-            schedule_id=task.schedule_id,
-            expires_at=finished + timedelta(seconds=task.result_ttl)
-            if task.result_ttl is not None
-            else None,
-        )
+        return done, stored
 
     def _emit(
         self,
@@ -787,7 +831,7 @@ class BaseWorker(Configurable, abc.ABC):
                 )
             )
 
-    def _store_orphan_result(self, result: TaskResult) -> None:
+    def _store_orphan_result(self, result: tuple[TaskResult, bytes]) -> None:
         self._completions.append((_NO_TASK, result))
         assert self._flush_wanted is not None
         self._flush_wanted.set()
@@ -821,34 +865,88 @@ class BaseWorker(Configurable, abc.ABC):
         while self._completions:
             await self._write_starts()  # a task's start before its outcome
             batch, self._completions = self._completions, []
-            results = [r for t, r in batch if r is not None]
-            tasks = [t for t, _ in batch if t is not _NO_TASK]
             try:
-                # One transaction where both live in one database; else (and for a lone
-                # outcome, whose waiter hears of its result sooner so) results first: dying
-                # between the two writes re-runs the task, never loses it.
-                written = None
-                if results and self.result_store is not None:
-                    if len(batch) > 1:
-                        written = await self.queue.finish_with_results(
-                            self.worker_id, tasks, results, self.result_store
-                        )
-                    if written is None:
-                        await self.result_store.put_many(results)
-                if written is None:
-                    await self.queue.finish(self.worker_id, tasks)
+                await self._write(batch)
             except Exception:
+                if len(batch) > 1 and await self._write_each(batch):
+                    continue
                 logger.warning(
                     "writing %d task outcomes failed; retrying", len(batch), exc_info=True
                 )
                 self._completions[:0] = batch
                 await asyncio.sleep(_WRITE_RETRY_DELAY)
                 continue
-            for task in tasks:
-                self._unwritten.pop(task.id, None)
-            self.processed += len(tasks)
-            if self._dependencies_waiting and self._dependencies_wanted is not None:
-                self._dependencies_wanted.set()
+            self._written(batch)
+
+    async def _write(self, batch: list[_Outcome]) -> None:
+        results = [r for _, r in batch if r is not None]
+        tasks = [t for t, _ in batch if t is not _NO_TASK]
+        # One transaction where both live in one database; else (and for a lone outcome, whose
+        # waiter hears of its result sooner so) results first: dying between the two writes
+        # re-runs the task, never loses it.
+        written = None
+        if results and self.result_store is not None:
+            if len(batch) > 1:
+                written = await self.queue.finish_with_results(
+                    self.worker_id, tasks, results, self.result_store
+                )
+            if written is None:
+                await self.result_store.put_encoded(results)
+        if written is None:
+            await self.queue.finish(self.worker_id, tasks)
+
+    async def _write_each(self, batch: list[_Outcome]) -> bool:
+        """After a batch write failed: write its outcomes one by one, so that one the storage
+        refuses holds back no other. False if none could be written (the storage is down, not
+        an outcome bad): the caller retries them all."""
+        refused: list[tuple[_Outcome, Exception]] = []
+        landed = False
+        for outcome in batch:
+            if not landed and len(refused) >= _SPLIT_PROBES:
+                return False
+            try:
+                await self._write([outcome])
+            except Exception as exc:
+                refused.append((outcome, exc))
+            else:
+                self._written([outcome])
+                landed = True
+        if not landed:
+            return False
+        for outcome, exc in refused:
+            self._refused(outcome, exc)
+        return True
+
+    def _refused(self, outcome: _Outcome, exc: Exception) -> None:
+        """An outcome the storage refused while it took others: a task whose result was refused
+        (too large for the backend, say) fails instead, once; anything else is given up and
+        the task left to lease recovery, as if this worker had died."""
+        task, stored = outcome
+        logger.error("the storage refused the outcome of task %s", task.id, exc_info=exc)
+        if task is not _NO_TASK and stored is not None and task.id not in self._refused_ids:
+            self._refused_ids.add(task.id)
+            cause = _error(exc)
+            error = TaskError(
+                type=cause.type,
+                message=f"the task's outcome could not be stored: {cause.message}",
+                traceback=cause.traceback,
+            )
+            try:
+                self._completions.append(self._final(task, TaskStatus.FAILED, error=error))
+                return
+            except Exception:
+                logger.exception("recording why task %s failed did not work either", task.id)
+        self._refused_ids.discard(task.id)
+        self._unwritten.pop(task.id, None)
+
+    def _written(self, batch: list[_Outcome]) -> None:
+        tasks = [t for t, _ in batch if t is not _NO_TASK]
+        for task in tasks:
+            self._unwritten.pop(task.id, None)
+            self._refused_ids.discard(task.id)
+        self.processed += len(tasks)
+        if self._dependencies_waiting and self._dependencies_wanted is not None:
+            self._dependencies_wanted.set()
 
     async def _drain_completions(self) -> None:
         deadline = time.monotonic() + max(self.stop_timeout, 5.0)
@@ -859,6 +957,8 @@ class BaseWorker(Configurable, abc.ABC):
 
 
 _NO_TASK = Task(id="", func_name="", payload=b"", created_at=utcnow(), run_at=utcnow())
+#: A task's new state (for the queue) with its final result, encoded (for the result store).
+_Outcome = tuple[Task, tuple[TaskResult, bytes] | None]
 
 
 def _released(task: Task) -> Task:

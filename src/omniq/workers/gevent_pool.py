@@ -49,6 +49,7 @@ from omniq.context import TaskContext, reset_current, set_current
 from omniq.errors import ConfigError, require
 from omniq.models import Task
 from omniq.workers._calls import is_async_callable
+from omniq.workers._threads import settle
 from omniq.workers.base import BaseWorker
 from omniq.workers.thread_pool import run_until_signalled
 
@@ -242,12 +243,7 @@ class _GreenletRunner:
             batch, self._done = self._done, []
             self._delivery_wanted = False
         for future, value, exc in batch:
-            if future.cancelled():
-                continue
-            if exc is None:
-                future.set_result(value)
-            else:
-                future.set_exception(exc)
+            settle(future, value, exc)
 
 
 def _kill(job: _Job) -> None:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from omniq._corrupt import CorruptField, check, stand_in
 from omniq.backends.file import layout as L
 from omniq.backends.file.store import Store, safe_name
 from omniq.errors import StorageError
@@ -90,10 +91,11 @@ class TaskCore:
         if data is None:
             return None, None, False
         try:
-            return L.decode_record(data), None, True
-        except msgspec.DecodeError as exc:
-            log.error("corrupt task file %s: %s", rel, exc)
-            return None, f"corrupt task file {rel}: {exc}", True
+            record = L.decode_record(data)
+            check(record.task)
+        except (msgspec.DecodeError, CorruptField) as exc:
+            return None, f"task file {rel}: {exc}", True
+        return record, None, True
 
     def _view(
         self,
@@ -108,19 +110,13 @@ class TaskCore:
     ) -> Task:
         if record is not None:
             return record.task
-        # An undecodable file: what the names tell, and an empty payload the worker refuses
-        # ("corrupt payload"); no retries, as a broken file will not heal.
-        now = utcnow()
-        return Task(
-            id=L.task_id_of(eid),
-            func_name=f"<{error or 'corrupt task file'}>",
-            payload=b"",
+        # An undecodable file: what the names tell, in a stand-in that the worker fails.
+        return stand_in(
+            L.task_id_of(eid),
+            error or "undecodable task file",
             queue_name=queue,
             priority=0 if prio is None else L.priority_of(prio),
             status=status,
-            created_at=now,
-            run_at=now,
-            max_retries=0,
             attempts=attempts,
         )
 

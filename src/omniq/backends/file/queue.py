@@ -140,6 +140,7 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
         storage_options: keyword arguments for the fsspec filesystem (credentials, endpoint).
         queues: the named queues this object accepts and claims from, first = highest.
         serializer, settings: as for every queue.
+        event_store: where an ENQUEUED event of each stored task goes (default: none).
     """
 
     config_class = FileTaskQueueConfig
@@ -153,9 +154,14 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         super().__init__(
-            project_name=project_name, queues=queues, serializer=serializer, settings=settings
+            project_name=project_name,
+            queues=queues,
+            serializer=serializer,
+            settings=settings,
+            event_store=event_store,
         )
         store = open_store(
             base_dir or self.settings.BASE_DIR,

@@ -12,6 +12,7 @@ class MemoryBackend(Backend):
     """In-memory task queue, results and events (one process, nothing persisted)."""
 
     name = "memory"
+    queue_records_events = False
 
     def __init__(
         self, *, project_name: str | None = None, settings: Settings | None = None

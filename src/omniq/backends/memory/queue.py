@@ -33,9 +33,16 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
     config_class = MemoryTaskQueueConfig
 
     def __init__(
-        self, *, project_name: str | None = None, queues: list[str] | None = None, **kwargs: Any
+        self,
+        *,
+        project_name: str | None = None,
+        queues: list[str] | None = None,
+        event_store: Any | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(project_name=project_name, queues=queues, **kwargs)
+        super().__init__(
+            project_name=project_name, queues=queues, event_store=event_store, **kwargs
+        )
         self._lock = threading.Lock()
         self._tasks: dict[str, Task] = {}
         self._order: dict[str, int] = {}

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 import msgspec
 
+from omniq._corrupt import CorruptField, check, named, stand_in
 from omniq.backends.nats.client import CasConflict, Client, Entry, Write
 from omniq.backends.nats.layout import KEYS_BUCKET, TASKS_BUCKET, task_key, token
 from omniq.errors import StorageError
@@ -36,7 +38,7 @@ MARKER_TTL = "300s"  # purge markers vanish after this (consumers skip them mean
 _COMPLETE_WITHIN_S = 120.0
 
 encode_task = msgspec.msgpack.Encoder().encode
-decode_task = msgspec.msgpack.Decoder(Task).decode
+_decode_task = msgspec.msgpack.Decoder(Task).decode
 
 
 class _Status(msgspec.Struct):
@@ -45,11 +47,50 @@ class _Status(msgspec.Struct):
 
 _decode_status = msgspec.msgpack.Decoder(_Status).decode
 _decode_key_entry = msgspec.msgpack.Decoder(tuple[str, bytes, float]).decode
+_UNREADABLE = (msgspec.DecodeError, CorruptField)
+
+
+def decode_task(data: bytes, key: str = "") -> Task:
+    """A stored task. One that cannot be read (written from outside) becomes a stand-in
+    (:mod:`omniq._corrupt`) made of what can be read of it and of its ``key``
+    (``<project>.<id>.<queue>.p<band>``), so that it fails alone."""
+    try:
+        return check(_decode_task(data))
+    except _UNREADABLE as exc:
+        return _stand_in(data, key, named(exc))
 
 
 def decode_status(data: bytes) -> TaskStatus:
-    """Only the status of an encoded task (counting skips the rest)."""
-    return _decode_status(data).status
+    """Only the status of an encoded task (counting skips the rest); FAILED for a task that
+    cannot be read, as :func:`decode_task` reads it."""
+    try:
+        return _decode_status(data).status
+    except msgspec.DecodeError:
+        return decode_task(data).status
+
+
+def _stand_in(data: bytes, key: str, why: Exception) -> Task:
+    try:
+        raw = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        raw = None
+    raw = raw if isinstance(raw, dict) else {}
+    parts = key.split(".")
+    known: dict[str, Any] = {}
+    for name, kind in (("func_name", str), ("queue_name", str), ("key", str), ("worker_id", str)):
+        if type(raw.get(name)) is kind:
+            known[name] = raw[name]
+    for name in ("priority", "attempts"):
+        if type(raw.get(name)) is int and raw[name] >= (0 if name == "attempts" else -(2**63)):
+            known[name] = raw[name]
+    if raw.get("status") in TaskStatus._value2member_map_:
+        known["status"] = TaskStatus(raw["status"])
+    if len(parts) == 4:
+        known.setdefault("queue_name", parts[2])
+        if parts[3][1:].lstrip("-").isdigit():  # the band: the priority, unless beyond it
+            known.setdefault("priority", int(parts[3][1:]))
+    task_id = raw["id"] if type(raw.get("id")) is str else parts[1] if len(parts) == 4 else "?"
+    return stand_in(task_id, why, **known)
 
 
 def create_write(project_token: str, task: Task) -> Write:
@@ -129,4 +170,4 @@ async def _holder(client: Client, entry: Entry) -> Task | None:
         with contextlib.suppress(CasConflict):
             await client.kv_write(TASKS_BUCKET, key, encoded, last=0)
         found = await client.kv_get(TASKS_BUCKET, key)
-    return None if found is None else decode_task(found.value)
+    return None if found is None else decode_task(found.value, found.key)

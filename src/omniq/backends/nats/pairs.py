@@ -226,6 +226,20 @@ class PairBook:
         if self._stale_timer is None:
             self._stale_timer = loop.call_later(STASH_S, self._hand_back_stale)
 
+    def shared_bands(self) -> dict[int, list[Pair]]:
+        """The bands that several queues use, each with its pairs in :meth:`ordered` order."""
+        bands: dict[int, list[Pair]] = {}
+        for pair in self.ordered(None):
+            bands.setdefault(pair.band, []).append(pair)
+        return {b: pairs for b, pairs in bands.items() if len(pairs) > 1}
+
+    def put_back(self, pair: Pair, msgs: list[Any]) -> None:
+        """Return messages a claim took but did not use to the front of the pair's stash."""
+        if msgs:
+            self.stash(pair, msgs)
+            pair.stash[:0] = pair.stash[-len(msgs) :]
+            del pair.stash[-len(msgs) :]
+
     def take(self, pair: Pair, limit: int) -> list[Any]:
         """Up to ``limit`` stashed messages of the pair, oldest first."""
         taken, pair.stash = pair.stash[:limit], pair.stash[limit:]

@@ -17,7 +17,8 @@ key's revision).
   message stays invisible when whoever pulled it dies before answering.
 - **Priority within a queue**: bands ``p-10`` .. ``p10`` (priority clamped), FIFO within a band;
   priorities beyond ±10 share the outer band (FIFO among themselves). With ``queues=None`` all
-  queues count alike: band first, then queue name (not enqueue order across queues).
+  queues count alike: band first, then enqueue order across queues (a claim pulls every queue's
+  consumer of the band and takes the lowest stream sequences; the rest wait in the stash).
 - **Delays** (``run_at``, retries): the message is ``nak``-ed with the remaining delay.
 - **Idempotency keys**: :mod:`.keys` (a compare-and-set entry per live key, plus
   ``Nats-Msg-Id`` = task id on each create, so a re-sent create is dropped as a duplicate within
@@ -116,6 +117,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         """Connect (lazily, on first use) to a project's task queue on NATS JetStream.
 
@@ -132,9 +134,14 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 ``token``, ...).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
+            event_store: where an ENQUEUED event of each stored task goes (default: none).
         """
         super().__init__(
-            project_name=project_name, queues=queues, serializer=serializer, settings=settings
+            project_name=project_name,
+            queues=queues,
+            serializer=serializer,
+            settings=settings,
+            event_store=event_store,
         )
         # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
         # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
@@ -158,6 +165,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
+        await super().close()
         client, self._client, self._setup = self._client, None, None
         await self._poller.close()
         if client is not None:
@@ -225,7 +233,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
 
     async def _get(self, task_id: str) -> Task | None:
         entry = await self._find(await self._c(), task_id)
-        return None if entry is None else decode_task(entry.value)
+        return None if entry is None else decode_task(entry.value, entry.key)
 
     async def _claim(
         self,
@@ -245,9 +253,23 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         loop = asyncio.get_running_loop()
         await poller.load(client, _REGISTRY_REFRESH_S)
         taken: list[Task] = []
+        shared = book.shared_bands() if queues is None else {}
         for pair in book.ordered(queues):
             if len(taken) >= limit:
                 break
+            band_pairs = shared.get(pair.band)
+            if band_pairs is not None:
+                if pair is band_pairs[0]:
+                    taken += await self._claim_band(
+                        client,
+                        band_pairs,
+                        limit - len(taken),
+                        worker_id,
+                        now,
+                        lease_until,
+                        start - len(taken),
+                    )
+                continue
             while len(taken) < limit:
                 wanted = limit - len(taken)
                 if pair.prefetch is not None and len(pair.stash) < wanted:
@@ -275,6 +297,50 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                     break
             if taken:
                 self._prefetch(client, pair, limit, loop.time())
+        return taken
+
+    async def _claim_band(
+        self,
+        client: Client,
+        pairs: list[Pair],
+        limit: int,
+        worker_id: str,
+        now: datetime,
+        lease_until: datetime,
+        start: int,
+    ) -> list[Task]:
+        """Claim from one priority band of several queues, oldest message first across them
+        (the stream sequence is enqueue order), as the other backends do without a queue
+        order; what a claim does not use goes back to the front of its pair's stash. Of the
+        messages chosen, those among the first ``start`` count an attempt (see :meth:`_take`)."""
+        book = self._poller.book
+        loop = asyncio.get_running_loop()
+        taken: list[Task] = []
+        while len(taken) < limit:
+            wanted = limit - len(taken)
+            offered: list[tuple[int, Pair, Any]] = []
+            for pair in pairs:
+                if pair.prefetch is not None and len(pair.stash) < wanted:
+                    await pair.prefetch
+                msgs = book.take(pair, wanted)
+                if len(msgs) < wanted and pair.worth_pulling(loop.time()):
+                    msgs += await self._poller.pull(client, pair, wanted - len(msgs))
+                offered += [(delivery_info(msg)[0], pair, msg) for msg in msgs]
+            if not offered:
+                break
+            offered.sort(key=lambda item: item[0])
+            for pair, msgs in _by_pair(offered[wanted:]):
+                book.put_back(pair, msgs)
+            chosen = offered[:wanted]
+            rank = {_task_id(msg): i for i, (_, _, msg) in enumerate(chosen)}
+            batch: list[Task] = []
+            counted = start - len(taken)
+            for pair, msgs in _by_pair(chosen):
+                # A group keeps the chosen order, so its messages ranked under ``counted`` come
+                # first in it.
+                first = sum(rank[_task_id(msg)] < counted for msg in msgs)
+                batch += await self._take(client, pair, msgs, worker_id, now, lease_until, first)
+            taken += sorted(batch, key=lambda task: rank.get(task.id, 0))
         return taken
 
     def _prefetch(self, client: Client, pair: Pair, limit: int, now: float) -> None:
@@ -312,12 +378,8 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             if msg.headers and msg.headers.get("KV-Operation"):
                 await client.ack(msg)  # a purged task
                 continue
-            try:
-                task = decode_task(msg.data)
-            except msgspec.DecodeError:
-                logger.error("dropping an undecodable task record %s", msg.subject)
-                await client.ack(msg)
-                continue
+            key = msg.subject[len(TASKS_BUCKET) + 5 :]
+            task = decode_task(msg.data, key)  # a corrupt record: a stand-in, failed when run
             if task.status in CLAIMABLE:
                 if task.run_at > now:
                     await self._later(client, pair, msg, task.run_at, now)
@@ -337,7 +399,6 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 attempts=task.attempts + counted,
                 started_at=now if counted else None,
             )
-            key = msg.subject[len(TASKS_BUCKET) + 5 :]
             chosen.append((key, claimed, delivery_info(msg)[0]))
         if not chosen:
             return []
@@ -430,7 +491,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
                 entry = await self._find(client, task_id)
                 if entry is None:
                     return False
-                task = decode_task(entry.value)
+                task = decode_task(entry.value, entry.key)
                 if not holds(task, attempts):
                     mine = self._held.get(task_id)
                     if task.status is not TaskStatus.RUNNING or (
@@ -465,7 +526,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             entry = await self._find(client, task_id)
             if entry is None:
                 return None
-            task = decode_task(entry.value)
+            task = decode_task(entry.value, entry.key)
             if task.status not in from_statuses:
                 return None
             new = task.evolve(**changes)
@@ -492,7 +553,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         if status is TaskStatus.WAITING:
             return await self._waiting.list(await self._c(), queue_name, limit)
         entries = await self._scan(queue_name)
-        tasks = [decode_task(e.value) for e in entries]
+        tasks = [decode_task(e.value, e.key) for e in entries]
         tasks = [t for t in tasks if status is None or t.status is status]
         tasks.sort(key=lambda t: (t.created_at, t.id))
         return tasks[:limit]
@@ -509,7 +570,7 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         unindex: list[str] = []
 
         async def drop(entry: Entry) -> bool:
-            task = decode_task(entry.value)
+            task = decode_task(entry.value, entry.key)
             if task.status is TaskStatus.RUNNING:
                 return False
             try:
@@ -600,6 +661,19 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
 
 def _started(attempts: int, started_at: datetime | None) -> Callable[[Task], Task]:
     return lambda task: task.evolve(attempts=attempts, started_at=started_at)
+
+
+def _by_pair(items: list[tuple[int, Pair, Any]]) -> list[tuple[Pair, list[Any]]]:
+    """Messages grouped by pair, each group in the order given."""
+    groups: dict[int, tuple[Pair, list[Any]]] = {}
+    for _, pair, msg in items:
+        groups.setdefault(pair.index, (pair, []))[1].append(msg)
+    return list(groups.values())
+
+
+def _task_id(msg: Any) -> str:
+    # A task message's subject: "$KV.<bucket>.<project>.<task id>.<queue>.p<band>".
+    return msg.subject.rsplit(".", 3)[1]
 
 
 def _replacement(new: Task) -> Callable[[Task], Task]:

@@ -143,7 +143,7 @@ class WaitingIndex:
                     if now - entry.written_at > ORPHAN_GRACE_S:
                         stale.append(task_id)  # its enqueue died, or the task was purged
                     continue
-                task = decode_task(got.value)
+                task = decode_task(got.value, got.key)
                 if task.status is TaskStatus.WAITING:
                     tasks.append(task)
                 else:
@@ -172,7 +172,7 @@ class WaitingIndex:
         for stored in await client.kv_scan(TASKS_BUCKET, f"{self._p}.*.*.*"):
             with contextlib.suppress(msgspec.DecodeError):
                 if decode_status(stored.value) is TaskStatus.WAITING:
-                    task = decode_task(stored.value)
+                    task = decode_task(stored.value, stored.key)
                     if task.id not in indexed:
                         missing.append((stored.key, task))
         if missing:

@@ -1,8 +1,10 @@
 """Records to rows and back. Columns are always read by name.
 
 Times are ``timestamptz`` (aware datetimes both ways); errors and dependency lists are JSON text
-in ``jsonb`` columns. A task row that cannot be read becomes a Task with an empty payload instead
-of an exception, so a worker claiming it fails it with a readable error and the queue goes on.
+in ``jsonb`` columns. A task row that cannot be read (the columns are typed, but a value may be
+out of range: ``'infinity'``, a negative count, JSON of the wrong shape, an unknown status)
+becomes a stand-in (:mod:`omniq._corrupt`) instead of an exception, so a worker claiming it fails
+it with an error naming the field and the queue goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import EventType, Task, TaskError, TaskEvent, TaskStatus, utcnow
+from omniq._corrupt import CorruptField, check, stand_in
+from omniq.models import EventType, Task, TaskError, TaskEvent, TaskStatus
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -177,60 +180,68 @@ def task_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def task_from_row(row: Mapping[str, Any]) -> Task:
-    """The Task of a row; an unreadable row becomes a task that fails on decode (see above)."""
+    """The Task of a row; an unreadable row becomes a stand-in that fails (see above)."""
     try:
         error, depends_on = row["error"], row["depends_on"]
-        return Task(
-            id=row["id"],
-            func_name=row["func_name"],
-            payload=row["payload"],
-            queue_name=row["queue_name"],
-            priority=row["priority"],
-            status=TaskStatus(row["status"]),
-            created_at=row["created_at"],
-            run_at=row["run_at"],
-            expires_at=row["expires_at"],
-            result_ttl=row["result_ttl"],
-            max_retries=row["max_retries"],
-            retry_delay=row["retry_delay"],
-            timeout=row["timeout"],
-            depends_on=_ids_decoder.decode(depends_on) if depends_on is not None else (),
-            key=row["key"],
-            schedule_id=row["schedule_id"],
-            attempts=row["attempts"],
-            worker_id=row["worker_id"],
-            lease_until=row["lease_until"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            error=_error_decoder.decode(error) if error is not None else None,
+        return check(
+            Task(
+                id=row["id"],
+                func_name=row["func_name"],
+                payload=row["payload"],
+                queue_name=row["queue_name"],
+                priority=row["priority"],
+                status=_read("status", TaskStatus, row["status"]),
+                created_at=row["created_at"],
+                run_at=row["run_at"],
+                expires_at=row["expires_at"],
+                result_ttl=row["result_ttl"],
+                max_retries=row["max_retries"],
+                retry_delay=row["retry_delay"],
+                timeout=row["timeout"],
+                depends_on=(
+                    _read("depends_on", _ids_decoder.decode, depends_on)
+                    if depends_on is not None
+                    else ()
+                ),
+                key=row["key"],
+                schedule_id=row["schedule_id"],
+                attempts=row["attempts"],
+                worker_id=row["worker_id"],
+                lease_until=row["lease_until"],
+                started_at=row["started_at"],
+                finished_at=row["finished_at"],
+                error=_read("error", _error_decoder.decode, error) if error is not None else None,
+            )
         )
     except _ROW_ERRORS as exc:
         return _salvage(row, exc)
 
 
+def _read(name: str, convert: Any, value: Any) -> Any:
+    try:
+        return convert(value)
+    except _ROW_ERRORS as exc:
+        raise CorruptField(name, value) from exc
+
+
 def _salvage(row: Mapping[str, Any], exc: Exception) -> Task:
-    reason = f"stored task row is corrupt ({type(exc).__name__}: {exc})"
-    log.warning(
-        "task %s: %s; it is handed out with an empty payload, so it fails", row["id"], reason
-    )
+    # The columns are typed: only values (not types) can be wrong, and those are left out.
     status = row["status"]
-    now = utcnow()
-    return Task(
-        id=row["id"],
+    run_at = row["run_at"]
+    return stand_in(
+        row["id"],
+        exc,
         func_name=row["func_name"],
-        payload=b"",
         queue_name=row["queue_name"],
         priority=row["priority"],
         status=TaskStatus(status) if status in TaskStatus._value2member_map_ else TaskStatus.FAILED,
-        created_at=row["created_at"] or now,
-        run_at=row["run_at"] or now,
-        max_retries=0,  # nothing to gain from retrying a task that cannot be read
+        created_at=row["created_at"],
+        **({"run_at": run_at} if 1 < run_at.year < 9999 else {}),
         key=row["key"],
         attempts=row["attempts"],
         worker_id=row["worker_id"],
         lease_until=row["lease_until"],
         started_at=row["started_at"],
-        error=TaskError(type="CorruptTaskRow", message=reason),
     )
 
 

@@ -39,6 +39,8 @@ SELECT * FROM omniq_tasks WHERE project = $1 AND id = $2;
 -- transaction between this statement's snapshot and its lock is left out (still claimable).
 -- The batch size is written into the text (one prepared statement per size): as a parameter,
 -- the planner would have to guess it, and would re-plan this statement at every execution.
+-- A run_at of 'infinity' (no enqueue writes it: a corrupt row) counts as due, so the task is
+-- handed out to fail (omniq._corrupt) instead of staying pending forever.
 -- The commit does not wait for its WAL flush (synchronous_commit off for this transaction
 -- only): a claim lost to a server crash puts its tasks back as they were, so they run again
 -- (at least once, as after any crash); enqueues and outcomes stay fully durable.
@@ -61,7 +63,7 @@ WITH relaxed AS (
     CROSS JOIN LATERAL (
         SELECT ctid AS row_id, priority, seq FROM omniq_tasks
         WHERE project = $1 AND queue_name = q.name
-            AND status IN ('pending', 'retrying') AND run_at <= $3
+            AND status IN ('pending', 'retrying') AND (run_at <= $3 OR run_at = 'infinity')
         ORDER BY priority DESC, seq
         LIMIT {limit}
         FOR UPDATE SKIP LOCKED
@@ -93,7 +95,8 @@ WITH relaxed AS (
     FOR UPDATE SKIP LOCKED
 ), ready AS (
     SELECT ctid AS row_id, priority, seq FROM omniq_tasks
-    WHERE project = $1 AND status IN ('pending', 'retrying') AND run_at <= $2
+    WHERE project = $1 AND status IN ('pending', 'retrying')
+        AND (run_at <= $2 OR run_at = 'infinity')
     ORDER BY priority DESC, seq
     LIMIT {limit}
     FOR UPDATE SKIP LOCKED

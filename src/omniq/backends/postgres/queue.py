@@ -82,6 +82,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         pool_max_size: int | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         """Connect (lazily, on first use) to the queue in a PostgreSQL database.
 
@@ -95,9 +96,14 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
                 objects with the same connection share one pool per event loop).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
+            event_store: where an ENQUEUED event of each stored task goes (default: none).
         """
         super().__init__(
-            project_name=project_name, queues=queues, serializer=serializer, settings=settings
+            project_name=project_name,
+            queues=queues,
+            serializer=serializer,
+            settings=settings,
+            event_store=event_store,
         )
         require("asyncpg", "postgres")
         self.options = connect_options(
@@ -124,6 +130,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
 
     async def close(self) -> None:
         """Close the listener and release the pool (both reopen on next use)."""
+        await super().close()
         await self._listener.close()
         await self._db.close()
 
@@ -228,7 +235,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         self,
         worker_id: str,
         tasks: Sequence[Task],
-        results: Sequence[TaskResult],
+        results: Sequence[tuple[TaskResult, bytes]],
         result_store: Any,
     ) -> set[str] | None:
         """One statement (one round trip, one commit) where ``result_store`` is a PostgreSQL
@@ -243,7 +250,7 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         row = await self._db.fetchrow(
             QUERIES["finish_with_results"],
             *self._finish_parameters(worker_id, tasks),
-            *result_store.put_parameters(result_store.encode_many(results)),
+            *result_store.put_parameters(list(results)),
             retry=True,  # an upsert and a compare-and-set: twice is the same as once
         )
         return set(row["ids"])

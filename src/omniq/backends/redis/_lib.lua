@@ -9,6 +9,10 @@
 local P = ARGV[1]
 
 local CLAIMABLE = {pending = true, retrying = true}
+local STATUSES = {
+    pending = true, waiting = true, running = true, retrying = true,
+    success = true, failed = true, cancelled = true, expired = true,
+}
 local FINAL = {success = true, failed = true, cancelled = true, expired = true}
 -- The order in which task fields are returned (keys.py: TASK_FIELDS, without 'd').
 local FIELDS = {'s', 'q', 'p', 'r', 'e', 'l', 'w', 'a', 'b', 'f', 'x', 'k', 'n'}
@@ -37,6 +41,13 @@ local function id_of(ready_member)
     return string.sub(ready_member, 18)
 end
 
+-- A stored number as a script reads it. A field that is not a number (corrupt: written from
+-- outside) reads as 0, so its task is still handed out, to be failed by the worker
+-- (omniq._corrupt), instead of breaking every call of the script.
+local function number(value)
+    return tonumber(value) or 0
+end
+
 -- Remove a task from every scheduling set it may be in (ready, delayed, leases).
 local function unschedule(id, queue, seq)
     redis.call('ZREM', P .. 'ready:' .. queue, member(seq, id))
@@ -47,8 +58,8 @@ end
 -- Put a task in the scheduling set its state calls for; returns true if it is claimable now.
 local function schedule(id, status, queue, priority, seq, run_at, lease_until, now)
     if CLAIMABLE[status] then
-        if tonumber(run_at) <= tonumber(now) then
-            redis.call('ZADD', P .. 'ready:' .. queue, -tonumber(priority), member(seq, id))
+        if number(run_at) <= tonumber(now) then
+            redis.call('ZADD', P .. 'ready:' .. queue, -number(priority), member(seq, id))
             return true
         end
         redis.call('ZADD', P .. 'delayed', run_at, id)

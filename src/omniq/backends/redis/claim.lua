@@ -34,8 +34,8 @@ local BATCH = 1000  -- moves per call: bounds the time one call blocks the serve
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, BATCH)) do
     redis.call('ZREM', P .. 'delayed', id)
     local t = redis.call('HMGET', task_key(id), 's', 'q', 'p', 'n')
-    if CLAIMABLE[t[1]] then
-        redis.call('ZADD', P .. 'ready:' .. t[2], -tonumber(t[3]), member(t[4], id))
+    if CLAIMABLE[t[1]] or (t[1] and not STATUSES[t[1]]) then  -- corrupt: the claim fails it
+        redis.call('ZADD', P .. 'ready:' .. t[2], -number(t[3]), member(t[4], id))
     end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. epoch(clock),
@@ -43,7 +43,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(' .. ep
     redis.call('ZREM', P .. 'leases', id)
     local t = redis.call('HMGET', task_key(id), 's', 'q', 'p', 'n')
     if t[1] == 'running' then
-        redis.call('ZADD', P .. 'ready:' .. t[2], -tonumber(t[3]), member(t[4], id))
+        redis.call('ZADD', P .. 'ready:' .. t[2], -number(t[3]), member(t[4], id))
     end
 end
 
@@ -53,7 +53,14 @@ local function take(id)
     -- FIELDS_AND_BLOB: s q p r e l w a b f x k n d
     local t = redis.call('HMGET', key, unpack(FIELDS_AND_BLOB))
     local status = t[1]
-    if not (CLAIMABLE[status] or (status == 'running' and t[6] and tonumber(t[6]) < clock)) then
+    if status and not STATUSES[status] then
+        -- Corrupt (written from outside): readers see the task FAILED (omniq._corrupt), and
+        -- so do the indexes, where it was still claimable.
+        reindex(id, 'pending', 'failed', t[2], t[13])
+        redis.call('ZREM', P .. 'idx:retrying:' .. t[2], id)
+        return
+    end
+    if not (CLAIMABLE[status] or (status == 'running' and t[6] and number(t[6]) < clock)) then
         return  -- gone, or changed since it was queued: a stale entry
     end
     local counted = #taken < start or status == 'running'

@@ -3,8 +3,8 @@
 Times travel as ``repr(float)`` epoch seconds, integers as decimal strings, the error as JSON
 text, and the immutable rest of a task as one msgpack blob (:class:`Fixed`). Scripts return task
 fields in msgpack (text only: Redis' Lua msgpack cannot carry binary) beside the blobs as plain
-bulk strings. A task that cannot be read becomes a Task with an empty payload and an error, so
-that a worker claiming it fails it with a readable message and the queue goes on.
+bulk strings. A task that cannot be read becomes a stand-in (:mod:`omniq._corrupt`) whose error
+names the field, so that a worker claiming it fails it and the queue goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from omniq.models import Task, TaskError, TaskStatus, utcnow
+from omniq._corrupt import CorruptField, check, named, stand_in
+from omniq.models import Task, TaskError, TaskStatus
 
 __all__ = [
     "Fixed",
@@ -195,64 +196,71 @@ def task_from_fields(row: list[Any], blob: bytes | None) -> Task:
         row = [v.decode() if isinstance(v, bytes) else v for v in row]
     task_id, status, queue, priority, run_at, expires, lease, worker, attempts = row[:9]
     started, finished, error, key = row[9:13]
-    stamp = datetime.fromtimestamp
     try:
         if blob is None:
-            raise ValueError("the task record has no 'd' field")
-        fixed = _fixed_decoder.decode(blob)
-        return Task(
-            id=task_id,
-            func_name=fixed.func_name,
-            payload=fixed.payload,
-            queue_name=queue or "default",
-            priority=int(priority),
-            status=_STATUS[status],
-            created_at=stamp(fixed.created_at, UTC),
-            run_at=stamp(float(run_at), UTC),
-            expires_at=stamp(float(expires), UTC) if expires else None,
-            result_ttl=fixed.result_ttl,
-            max_retries=fixed.max_retries,
-            retry_delay=fixed.retry_delay,
-            timeout=fixed.timeout,
-            depends_on=fixed.depends_on,
-            key=key or None,
-            schedule_id=fixed.schedule_id,
-            attempts=int(attempts),
-            worker_id=worker or None,
-            lease_until=stamp(float(lease), UTC) if lease else None,
-            started_at=stamp(float(started), UTC) if started else None,
-            finished_at=stamp(float(finished), UTC) if finished else None,
-            error=_error_decoder.decode(error) if error else None,
+            raise CorruptField("d", None, detail="(the task's fixed part) is missing")
+        fixed = _fixed(blob)
+        return check(
+            Task(
+                id=task_id,
+                func_name=fixed.func_name,
+                payload=fixed.payload,
+                queue_name=queue or "default",
+                priority=_read("priority", int, priority),
+                status=_read("status", _STATUS.__getitem__, status),
+                created_at=_read("created_at", _epoch, fixed.created_at),
+                run_at=_read("run_at", _epoch, run_at),
+                expires_at=_read("expires_at", _epoch, expires or None),
+                result_ttl=fixed.result_ttl,
+                max_retries=fixed.max_retries,
+                retry_delay=fixed.retry_delay,
+                timeout=fixed.timeout,
+                depends_on=fixed.depends_on,
+                key=key or None,
+                schedule_id=fixed.schedule_id,
+                attempts=_read("attempts", int, attempts),
+                worker_id=worker or None,
+                lease_until=_read("lease_until", _epoch, lease or None),
+                started_at=_read("started_at", _epoch, started or None),
+                finished_at=_read("finished_at", _epoch, finished or None),
+                error=_read("error", _error_decoder.decode, error) if error else None,
+            )
         )
     except _ERRORS as exc:
         return _salvage(str(task_id or "?"), row, exc)
 
 
-def _salvage(task_id: str, row: list[Any], exc: Exception) -> Task:
-    reason = f"stored task record is corrupt ({type(exc).__name__}: {exc})"
-    log.warning("task %s: %s; it is handed out with an empty payload, so it fails", task_id, reason)
+def _fixed(blob: bytes) -> Fixed:
+    try:
+        return _fixed_decoder.decode(blob)
+    except msgspec.ValidationError as exc:
+        raise named(exc, Fixed.__struct_fields__) from exc
 
+
+def _read(name: str, convert: Any, value: Any) -> Any:
+    try:
+        return convert(value)
+    except _ERRORS as exc:
+        raise CorruptField(name, value) from exc
+
+
+def _salvage(task_id: str, row: list[Any], exc: Exception) -> Task:
     def field(read: Any, default: Any) -> Any:
         try:
             return read()
         except _ERRORS:
             return default
 
-    now = utcnow()
-    return Task(
-        id=task_id,
-        func_name="?",
-        payload=b"",
+    return stand_in(
+        task_id,
+        exc,
         queue_name=field(lambda: _text(row[2]) or "default", "default"),
         priority=field(lambda: int(row[3]), 0),
         status=field(lambda: TaskStatus(_text(row[1])), TaskStatus.FAILED),
-        created_at=now,
-        run_at=field(lambda: _epoch(row[4]) or now, now),
-        max_retries=0,  # nothing to gain from retrying a task that cannot be read
+        run_at=field(lambda: _epoch(row[4]), None),
         key=field(lambda: _text(row[12]), None),
         attempts=field(lambda: int(row[8]), 0),
         worker_id=field(lambda: _text(row[7]), None),
         lease_until=field(lambda: _epoch(row[6]), None),
         started_at=field(lambda: _epoch(row[9]), None),
-        error=TaskError(type="CorruptTaskRecord", message=reason),
     )

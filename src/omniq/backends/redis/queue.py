@@ -113,6 +113,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         socket_connect_timeout: float | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         """Connect (lazily, on first use) to the queue of a project in Redis.
 
@@ -126,9 +127,14 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
             socket_timeout, socket_connect_timeout: seconds (default: none / redis-py's).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
+            event_store: where an ENQUEUED event of each stored task goes (default: none).
         """
         super().__init__(
-            project_name=project_name, queues=queues, serializer=serializer, settings=settings
+            project_name=project_name,
+            queues=queues,
+            serializer=serializer,
+            settings=settings,
+            event_store=event_store,
         )
         options = client_options(
             url,
@@ -161,6 +167,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
 
     async def close(self) -> None:
         """Stop listening and close the connections (they reopen on next use)."""
+        await super().close()
         await self._wake.close()
         await self._conn.close()
 

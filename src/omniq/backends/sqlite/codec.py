@@ -1,8 +1,9 @@
 """Rows to records and back: epoch seconds for datetimes, JSON for errors and id lists.
 
-Columns are always read by name. A task row that cannot be read (a bad enum value, garbage JSON,
-a wrong type) becomes a Task with an empty payload instead of an exception, so that a worker
-claiming it fails it with a readable error and the queue keeps going.
+Columns are always read by name. SQLite columns take a value of any type: a task row that cannot
+be read (a bad enum value, garbage JSON, text where a number belongs) becomes a stand-in
+(:mod:`omniq._corrupt`) instead of an exception, so that a worker claiming it fails it with an
+error naming the field and the queue keeps going.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from omniq._corrupt import CorruptField, check, stand_in
 from omniq.models import EventType, Task, TaskError, TaskEvent, TaskStatus, utcnow
 
 __all__ = [
@@ -119,71 +121,81 @@ def task_changes(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_from_row(row: sqlite3.Row) -> Task:
-    """The Task of a row; an unreadable row becomes a task that fails on decode (see above)."""
+    """The Task of a row; an unreadable row becomes a stand-in that fails (see above)."""
     try:
         payload = row["payload"]
         if not isinstance(payload, bytes):
-            raise TypeError(f"payload is {type(payload).__name__}, not bytes")
+            raise CorruptField("payload", payload)
         error, depends_on = row["error"], row["depends_on"]
-        return Task(
-            id=row["id"],
-            func_name=row["func_name"],
-            payload=payload,
-            queue_name=row["queue_name"],
-            priority=row["priority"],
-            status=TaskStatus(row["status"]),
-            created_at=datetime.fromtimestamp(row["created_at"], UTC),
-            run_at=datetime.fromtimestamp(row["run_at"], UTC),
-            expires_at=from_epoch(row["expires_at"]),
-            result_ttl=row["result_ttl"],
-            max_retries=row["max_retries"],
-            retry_delay=row["retry_delay"],
-            timeout=row["timeout"],
-            depends_on=_ids_decoder.decode(depends_on) if depends_on is not None else (),
-            key=row["key"],
-            schedule_id=row["schedule_id"],
-            attempts=row["attempts"],
-            worker_id=row["worker_id"],
-            lease_until=from_epoch(row["lease_until"]),
-            started_at=from_epoch(row["started_at"]),
-            finished_at=from_epoch(row["finished_at"]),
-            error=_error_decoder.decode(error) if error is not None else None,
+        return check(
+            Task(
+                id=row["id"],
+                func_name=row["func_name"],
+                payload=payload,
+                queue_name=row["queue_name"],
+                priority=row["priority"],
+                status=_read("status", TaskStatus, row["status"]),
+                created_at=_read("created_at", _epoch, row["created_at"]),
+                run_at=_read("run_at", _epoch, row["run_at"]),
+                expires_at=_read("expires_at", from_epoch, row["expires_at"]),
+                result_ttl=row["result_ttl"],
+                max_retries=row["max_retries"],
+                retry_delay=row["retry_delay"],
+                timeout=row["timeout"],
+                depends_on=(
+                    _read("depends_on", _ids_decoder.decode, depends_on)
+                    if depends_on is not None
+                    else ()
+                ),
+                key=row["key"],
+                schedule_id=row["schedule_id"],
+                attempts=row["attempts"],
+                worker_id=row["worker_id"],
+                lease_until=_read("lease_until", from_epoch, row["lease_until"]),
+                started_at=_read("started_at", from_epoch, row["started_at"]),
+                finished_at=_read("finished_at", from_epoch, row["finished_at"]),
+                error=_read("error", _error_decoder.decode, error) if error is not None else None,
+            )
         )
     except ROW_ERRORS as exc:
         return _salvage(row, exc)
 
 
-def _salvage(row: sqlite3.Row, exc: Exception) -> Task:
-    reason = f"stored task row is corrupt ({type(exc).__name__}: {exc})"
-    log.warning(
-        "task %s: %s; it is handed out with an empty payload, so it fails", row["id"], reason
-    )
+def _epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
 
+
+def _read(name: str, convert: Any, value: Any) -> Any:
+    try:
+        return convert(value)
+    except ROW_ERRORS as exc:
+        raise CorruptField(name, value) from exc
+
+
+def _salvage(row: sqlite3.Row, exc: Exception) -> Task:
     def field(read: Any, default: Any) -> Any:
         try:
-            return read()
+            value = read()
         except ROW_ERRORS:
             return default
+        wanted = datetime if default is None else type(default)
+        return value if type(value) is wanted else default
 
     now = utcnow()
-    return Task(
-        id=str(row["id"]),
-        func_name=field(lambda: str(row["func_name"]), "?"),
-        payload=b"",
-        queue_name=field(lambda: str(row["queue_name"]), "default"),
-        priority=field(lambda: int(row["priority"]), 0),
+    return stand_in(
+        str(row["id"]),
+        exc,
+        func_name=field(lambda: row["func_name"], "?"),
+        queue_name=field(lambda: row["queue_name"], "default"),
+        priority=field(lambda: row["priority"], 0),
         status=field(lambda: TaskStatus(row["status"]), TaskStatus.FAILED),
-        created_at=field(lambda: datetime.fromtimestamp(row["created_at"], UTC), now),
-        run_at=field(lambda: datetime.fromtimestamp(row["run_at"], UTC), now),
-        max_retries=0,  # nothing to gain from retrying a task that cannot be read
-        key=field(lambda: row["key"] if isinstance(row["key"], str) else None, None),
-        attempts=field(lambda: int(row["attempts"]), 0),
-        worker_id=field(
-            lambda: row["worker_id"] if isinstance(row["worker_id"], str) else None, None
-        ),
-        lease_until=field(lambda: from_epoch(row["lease_until"]), None),
-        started_at=field(lambda: from_epoch(row["started_at"]), None),
-        error=TaskError(type="CorruptTaskRow", message=reason),
+        created_at=field(lambda: _epoch(row["created_at"]), now),
+        run_at=field(lambda: _epoch(row["run_at"]), None),
+        key=row["key"] if isinstance(row["key"], str) else None,
+        attempts=field(lambda: row["attempts"], 0),
+        worker_id=row["worker_id"] if isinstance(row["worker_id"], str) else None,
+        lease_until=field(lambda: _epoch(row["lease_until"]), None),
+        started_at=field(lambda: _epoch(row["started_at"]), None),
     )
 
 

@@ -23,16 +23,19 @@ SELECT * FROM omniq_tasks WHERE project = :project AND id = :id;
 
 -- name: ready_in_queue
 -- The status term repeats the partial index's condition so the index applies; run_at is in
--- the index, so delayed tasks are skipped without reading their rows.
+-- the index, so delayed tasks are skipped without reading their rows. A run_at that is not a
+-- number (corrupt: text or blob, which SQLite sorts after every number, so >= '') counts as due:
+-- the claim hands the task out to fail rather than leave it pending forever.
 SELECT seq, queue_name, priority FROM omniq_tasks INDEXED BY omniq_tasks_ready_by_queue
 WHERE project = :project AND queue_name = :queue_name
-    AND status IN ('pending', 'retrying') AND run_at <= :now
+    AND status IN ('pending', 'retrying') AND (run_at <= :now OR run_at >= '')
 ORDER BY priority DESC, seq
 LIMIT :limit;
 
 -- name: ready_in_any_queue
 SELECT seq, queue_name, priority FROM omniq_tasks INDEXED BY omniq_tasks_ready
-WHERE project = :project AND status IN ('pending', 'retrying') AND run_at <= :now
+WHERE project = :project AND status IN ('pending', 'retrying')
+    AND (run_at <= :now OR run_at >= '')
 ORDER BY priority DESC, seq
 LIMIT :limit;
 
@@ -46,7 +49,7 @@ WHERE project = :project AND status = 'running' AND lease_until < :now;
 -- (The aggregate min skips NULLs; the two-argument scalar min would return NULL.)
 SELECT min(at) AS next_at FROM (
     SELECT min(run_at) AS at FROM omniq_tasks INDEXED BY omniq_tasks_due
-    WHERE project = :project AND status IN ('pending', 'retrying')
+    WHERE project = :project AND status IN ('pending', 'retrying') AND run_at < ''
     UNION ALL
     SELECT min(lease_until) FROM omniq_tasks INDEXED BY omniq_tasks_leases
     WHERE project = :project AND status = 'running'

@@ -64,6 +64,7 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        event_store: Any | None = None,
     ) -> None:
         """Open (lazily) the queue stored in a SQLite file.
 
@@ -74,9 +75,14 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
             queues: the named queues this object serves, in priority order (None: any).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
+            event_store: where an ENQUEUED event of each stored task goes (default: none).
         """
         super().__init__(
-            project_name=project_name, queues=queues, serializer=serializer, settings=settings
+            project_name=project_name,
+            queues=queues,
+            serializer=serializer,
+            settings=settings,
+            event_store=event_store,
         )
         self.db_path = database_path(db_path, base_dir, self.settings)
         self._runner = SharedRunner(self.db_path, modes_of(self.settings))
@@ -90,6 +96,7 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
+        await super().close()
         await self._runner.close()
 
     # --- primitives --------------------------------------------------------------------------
@@ -261,8 +268,11 @@ def _get(conn: sqlite3.Connection, project: str, task_id: str) -> Task | None:
     return None if row is None else task_from_row(row)
 
 
-def _order(row: sqlite3.Row) -> tuple[int, int]:
-    return -row["priority"], row["seq"]
+def _order(row: sqlite3.Row) -> tuple[int, float, int]:
+    priority = row["priority"]
+    if isinstance(priority, (int, float)):
+        return 1, -priority, row["seq"]
+    return 0, 0, row["seq"]  # corrupt (text): SQL's ORDER BY priority DESC puts text first
 
 
 def _claim(
