@@ -78,10 +78,10 @@ async def test_results_are_written_before_statuses(storages: Storages) -> None:
     seen: list[TaskStatus | None] = []
 
     class StatusAtWrite(Proxy):
-        async def put_many(self, batch: Any) -> None:
-            for result in batch:
+        async def put_encoded(self, batch: Any) -> None:
+            for result, _ in batch:
                 seen.append(await _task_status(storages, result.task_id))
-            await self.inner.put_many(batch)
+            await self.inner.put_encoded(batch)
 
     q = storages.queue
     async with make_worker(storages, max_workers=4, result_store=StatusAtWrite(storages.results)):
@@ -209,10 +209,10 @@ async def test_leases_are_renewed_until_the_outcome_is_written(storages: Storage
     writing = asyncio.Event()
 
     class SlowResults(Proxy):
-        async def put_many(self, batch: Any) -> None:
+        async def put_encoded(self, batch: Any) -> None:
             writing.set()
             await gate.wait()
-            await self.inner.put_many(batch)
+            await self.inner.put_encoded(batch)
 
     q = storages.queue
     async with make_worker(
