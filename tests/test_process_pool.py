@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,6 @@ from omniq.queue import AsyncSQLiteTaskQueue
 from omniq.serialization import Serializer
 from omniq.storage import AsyncSQLiteResultStorage
 from omniq.workers import AsyncProcessPoolWorker, ProcessPoolWorker
-
-
-@pytest.fixture
-async def stores(
-    tmp_path: Path,
-) -> AsyncIterator[tuple[AsyncSQLiteTaskQueue, AsyncSQLiteResultStorage]]:
-    db = str(tmp_path / "omniq.db")
-    queue, results = AsyncSQLiteTaskQueue(db_path=db), AsyncSQLiteResultStorage(db_path=db)
-    yield queue, results
-    await queue.close()
-    await results.close()
 
 
 async def test_runs_sync_async_and_by_value_functions_in_children(stores) -> None:
