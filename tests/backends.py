@@ -110,17 +110,18 @@ def file_corrupter(base_dir: str) -> Corrupt:
 
 def backend_spec(
     name: str,
-    package: str,
     stem: str,
     options: dict[str, Any] | None = None,
     *,
+    package: str | None = None,
     events_db: Path | None = None,
     **more: Any,
 ) -> BackendSpec:
-    """The spec of the backend in ``omniq.backends.<package>``, whose components are
-    ``Async<stem>TaskQueue``, ``Async<stem>ResultStorage`` and ``Async<stem>EventStorage``; a
-    backend with no event storage of its own logs events to SQLite at ``events_db``."""
-    base = f"omniq.backends.{package}"
+    """The spec of the backend in ``omniq.backends.<package>`` (by default ``<name>``), whose
+    components are ``Async<stem>TaskQueue``, ``Async<stem>ResultStorage`` and
+    ``Async<stem>EventStorage``; a backend with no event storage of its own logs events to SQLite
+    at ``events_db``."""
+    base = f"omniq.backends.{package or name}"
     events, event_options = f"{base}.storage:Async{stem}EventStorage", None
     if events_db is not None:
         events = "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage"
@@ -141,18 +142,14 @@ def embedded_specs(tmp: Path) -> dict[str, BackendSpec]:
     db, files = str(tmp / "omniq.db"), str(tmp / "files")
     memfs = f"memory://omniq-{uuid.uuid4().hex}"
     return {
-        "memory": backend_spec("memory", "memory", "Memory", multiprocess=False),
-        "sqlite": backend_spec(
-            "sqlite", "sqlite", "SQLite", {"db_path": db}, corrupt=sqlite_corrupter(db)
-        ),
-        "file": backend_spec(
-            "file", "file", "File", {"base_dir": files}, corrupt=file_corrupter(files)
-        ),
+        "memory": backend_spec("memory", "Memory", multiprocess=False),
+        "sqlite": backend_spec("sqlite", "SQLite", {"db_path": db}, corrupt=sqlite_corrupter(db)),
+        "file": backend_spec("file", "File", {"base_dir": files}, corrupt=file_corrupter(files)),
         "file-memfs": backend_spec(
             "file-memfs",
-            "file",
             "File",
             {"base_dir": memfs},
+            package="file",
             multiprocess=False,
             corrupt=file_corrupter(memfs),
         ),

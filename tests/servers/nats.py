@@ -125,7 +125,6 @@ def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: NATSServer = request.getfixturevalue("nats_server")
     return backend_spec(
         "nats",
-        "nats",
         "NATS",
         {"servers": [server.url]},
         events_db=tmp_path / "events.db",

@@ -162,7 +162,6 @@ def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return backend_spec(
         "postgres",
-        "postgres",
         "Postgres",
         {"dsn": server.dsn},
         corrupt=_corrupter(server),

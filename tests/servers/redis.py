@@ -145,7 +145,6 @@ def _redis_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: RedisServer = request.getfixturevalue("redis_server")
     return backend_spec(
         "redis",
-        "redis",
         "Redis",
         {"url": server.url},
         events_db=tmp_path / "events.db",
