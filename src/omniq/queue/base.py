@@ -12,9 +12,9 @@ import abc
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omniq._configurable import Configurable
 from omniq._sync import as_async
@@ -32,6 +32,9 @@ from omniq.models import (
     utcnow,
 )
 from omniq.serialization import Serializer
+
+if TYPE_CHECKING:
+    from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "enqueued_event", "new_id"]
 
@@ -471,18 +474,29 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             return set()
         return set(await self._finish(worker_id, list(tasks)))
 
-    async def finish_with_results(
+    @property
+    def database(self) -> Hashable | None:
+        """The database this queue's tasks live in, as an opaque identity: where a result
+        storage reports the same, :meth:`record_outcomes` writes both in one transaction.
+        None (the default): no result storage shares this queue's transactions."""
+        return None
+
+    async def record_outcomes(
         self,
         worker_id: str,
         tasks: Sequence[Task],
         results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
         """Store ``results`` (each with its stored form, from ``result_store.encode``) in
         ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction, where the result store lives in this queue's database; None where it does
-        not (the caller then stores the results, then finishes)."""
-        return None
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written."""
+        if self.database is None or result_store.database != self.database:
+            raise ConfigError(
+                f"record_outcomes: {result_store!r} does not live in the database of {self!r}"
+            )
+        return set(await self._record_outcomes(worker_id, list(tasks), list(results), result_store))
 
     # --- records: small versioned documents beside the tasks ----------------------------------
 
@@ -584,6 +598,18 @@ class AsyncTaskQueue(Configurable, abc.ABC):
     async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
         """Store each task's new state if it is still RUNNING under ``worker_id`` with the same
         ``attempts``; atomic per task. Returns the ids written."""
+
+    async def _record_outcomes(
+        self,
+        worker_id: str,
+        tasks: list[Task],
+        results: list[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> list[str]:
+        """Store results in ``result_store`` and :meth:`_finish` tasks in one transaction:
+        the primitive of :meth:`record_outcomes`, for backends that report a :attr:`database`
+        (``result_store`` is then the same backend's, on the same database)."""
+        raise NotImplementedError(f"{type(self).__name__} reports no database")
 
     @abc.abstractmethod
     async def _transition(
