@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from omniq._configurable import Configurable
 from omniq._sync import as_async
@@ -271,82 +271,63 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         _inputs: tuple[str, list[str]] | None = None,
     ) -> Task:
         """Validate enqueue arguments and encode them into a :class:`Task` (no I/O)."""
-        if queue_name not in self._checked_queue_names:
-            if self.queues is not None and queue_name not in self.queues:
-                raise ConfigError(
-                    f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
-                )
-            _check_name("queue_name", queue_name)
-            self._checked_queue_names.add(queue_name)
-        if type(priority) is not int:
-            raise ConfigError(f"priority must be an int, got {priority!r}")
-        if func_args is not None and not isinstance(func_args, Mapping):
-            raise ConfigError(
-                f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}"
-            )
-        if type(args) not in (tuple, list) and (
-            isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
-        ):
-            raise ConfigError(f"args must be a list or tuple of positional arguments, got {args!r}")
-        if run_at is not None and run_in is not None:
-            raise ConfigError("give run_at or run_in, not both")
+        # Checked in the order of the parameters, so that the first bad one is reported.
+        self._check_queue_name(queue_name)
+        _check_call_arguments(priority, func_args, args)
         now = _now or utcnow()
-        if run_at is not None:
-            if not isinstance(run_at, datetime):
-                raise ConfigError(f"run_at must be a datetime, got {run_at!r}")
-            eta = run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)
-        elif run_in is not None:
-            eta = now + timedelta(seconds=_seconds("run_in", run_in, allow_zero=True))
-        else:
-            eta = now
-        settings = self.settings
-        ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
-        result_ttl_s = (
-            _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
-        )
-        retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
-        if not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        delay = (
-            settings.RETRY_DELAY
-            if retry_delay is None
-            else _seconds("retry_delay", retry_delay, allow_zero=True)
-        )
-        timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
-        if isinstance(depends_on, str):
-            raise ConfigError("depends_on must be a list of task ids, not one string")
-        deps = tuple(depends_on or ())
-        if any(not isinstance(d, str) or not d for d in deps):
-            raise ConfigError(f"depends_on must be a list of task ids, got {depends_on!r}")
+        eta = _due(run_at, run_in, now)
+        limits = _Limits.of(self.settings, ttl, result_ttl, max_retries, retry_delay, timeout)
+        deps = _dependencies(depends_on)
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"key must be a str, got {key!r}")
         task_id = new_id()
-        serializer = self.serializer
-        call = serializer.encode_call(func, args, func_args or {}, _inputs)
-        if len(call) > settings.MAX_PAYLOAD_SIZE:
-            raise SerializationError(
-                f"the encoded call is {len(call):,} bytes, more than MAX_PAYLOAD_SIZE "
-                f"({settings.MAX_PAYLOAD_SIZE:,} bytes); pass a reference to large data instead"
-            )
-        payload = serializer.seal(call, "task", self.project_name, task_id)
+        payload = self._sealed_call(task_id, func, args, func_args, _inputs)
         return Task(
             id=task_id,
-            func_name=serializer.name_of(func),
+            func_name=self.serializer.name_of(func),
             payload=payload,
             queue_name=queue_name,
             priority=priority,
             status=TaskStatus.WAITING if deps else TaskStatus.PENDING,
             created_at=now,
             run_at=eta,
-            expires_at=eta + timedelta(seconds=ttl_s) if ttl_s is not None else None,
-            result_ttl=result_ttl_s,
-            max_retries=retries,
-            retry_delay=delay,
-            timeout=timeout_s,
+            expires_at=eta + timedelta(seconds=limits.ttl) if limits.ttl is not None else None,
+            result_ttl=limits.result_ttl,
+            max_retries=limits.max_retries,
+            retry_delay=limits.retry_delay,
+            timeout=limits.timeout,
             depends_on=deps,
             key=key,
             schedule_id=schedule_id,
         )
+
+    def _check_queue_name(self, queue_name: str) -> None:
+        if queue_name in self._checked_queue_names:
+            return
+        if self.queues is not None and queue_name not in self.queues:
+            raise ConfigError(
+                f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
+            )
+        _check_name("queue_name", queue_name)
+        self._checked_queue_names.add(queue_name)
+
+    def _sealed_call(
+        self,
+        task_id: str,
+        func: Callable[..., Any] | str,
+        args: Sequence[Any],
+        func_args: Mapping[str, Any] | None,
+        inputs: tuple[str, list[str]] | None,
+    ) -> bytes:
+        """The task's encoded call, within ``MAX_PAYLOAD_SIZE``, sealed for ``task_id``."""
+        call = self.serializer.encode_call(func, args, func_args or {}, inputs)
+        limit = self.settings.MAX_PAYLOAD_SIZE
+        if len(call) > limit:
+            raise SerializationError(
+                f"the encoded call is {len(call):,} bytes, more than MAX_PAYLOAD_SIZE "
+                f"({limit:,} bytes); pass a reference to large data instead"
+            )
+        return self.serializer.seal(call, "task", self.project_name, task_id)
 
     # --- inspection and control --------------------------------------------------------------
 
@@ -663,6 +644,78 @@ def enqueued_event(task: Task, at: datetime) -> TaskEvent:
         queue_name=task.queue_name,
         schedule_id=task.schedule_id,
     )
+
+
+class _Limits(NamedTuple):
+    """A task's time and retry limits in seconds, defaults from the settings filled in."""
+
+    ttl: float | None
+    result_ttl: float | None
+    max_retries: int
+    retry_delay: float
+    timeout: float | None
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        ttl: timedelta | float | None,
+        result_ttl: timedelta | float | None,
+        max_retries: int | None,
+        retry_delay: timedelta | float | None,
+        timeout: timedelta | float | None,
+    ) -> _Limits:
+        ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
+        result_ttl_s = (
+            _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
+        )
+        retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
+        if not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        delay = (
+            settings.RETRY_DELAY
+            if retry_delay is None
+            else _seconds("retry_delay", retry_delay, allow_zero=True)
+        )
+        timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
+        return cls(ttl_s, result_ttl_s, retries, delay, timeout_s)
+
+
+def _check_call_arguments(
+    priority: object, func_args: Mapping[str, Any] | None, args: Sequence[Any]
+) -> None:
+    if type(priority) is not int:
+        raise ConfigError(f"priority must be an int, got {priority!r}")
+    if func_args is not None and not isinstance(func_args, Mapping):
+        raise ConfigError(
+            f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}"
+        )
+    if type(args) not in (tuple, list) and (
+        isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
+    ):
+        raise ConfigError(f"args must be a list or tuple of positional arguments, got {args!r}")
+
+
+def _due(run_at: datetime | None, run_in: timedelta | float | None, now: datetime) -> datetime:
+    """When a task enqueued ``now`` is due (a naive ``run_at`` is taken as UTC)."""
+    if run_at is not None and run_in is not None:
+        raise ConfigError("give run_at or run_in, not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime):
+            raise ConfigError(f"run_at must be a datetime, got {run_at!r}")
+        return run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)
+    if run_in is not None:
+        return now + timedelta(seconds=_seconds("run_in", run_in, allow_zero=True))
+    return now
+
+
+def _dependencies(depends_on: Sequence[str] | None) -> tuple[str, ...]:
+    if isinstance(depends_on, str):
+        raise ConfigError("depends_on must be a list of task ids, not one string")
+    deps = tuple(depends_on or ())
+    if any(not isinstance(d, str) or not d for d in deps):
+        raise ConfigError(f"depends_on must be a list of task ids, got {depends_on!r}")
+    return deps
 
 
 def _check_name(field: str, value: object) -> None:
