@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from omniq._configurable import Configurable
 from omniq._sync import as_async
@@ -271,13 +271,17 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         _inputs: tuple[str, list[str]] | None = None,
     ) -> Task:
         """Validate enqueue arguments and encode them into a :class:`Task` (no I/O)."""
-        # Checked in the order of the parameters, so that the first bad one is reported.
-        self._check_queue_name(queue_name)
+        # Checked in the order of the parameters, so that the first bad one is reported; the
+        # helpers are skipped where an option is absent (enqueue_many's cost per task).
+        if queue_name not in self._checked_queue_names:
+            self._check_queue_name(queue_name)
         _check_call_arguments(priority, func_args, args)
         now = _now or utcnow()
-        eta = _due(run_at, run_in, now)
-        limits = _Limits.of(self.settings, ttl, result_ttl, max_retries, retry_delay, timeout)
-        deps = _dependencies(depends_on)
+        eta = now if run_at is None and run_in is None else _due(run_at, run_in, now)
+        ttl_s, result_ttl_s, retries, delay, timeout_s = _limits(
+            self.settings, ttl, result_ttl, max_retries, retry_delay, timeout
+        )
+        deps: tuple[str, ...] = () if depends_on is None else _dependencies(depends_on)
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"key must be a str, got {key!r}")
         task_id = new_id()
@@ -291,19 +295,17 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             status=TaskStatus.WAITING if deps else TaskStatus.PENDING,
             created_at=now,
             run_at=eta,
-            expires_at=eta + timedelta(seconds=limits.ttl) if limits.ttl is not None else None,
-            result_ttl=limits.result_ttl,
-            max_retries=limits.max_retries,
-            retry_delay=limits.retry_delay,
-            timeout=limits.timeout,
+            expires_at=eta + timedelta(seconds=ttl_s) if ttl_s is not None else None,
+            result_ttl=result_ttl_s,
+            max_retries=retries,
+            retry_delay=delay,
+            timeout=timeout_s,
             depends_on=deps,
             key=key,
             schedule_id=schedule_id,
         )
 
     def _check_queue_name(self, queue_name: str) -> None:
-        if queue_name in self._checked_queue_names:
-            return
         if self.queues is not None and queue_name not in self.queues:
             raise ConfigError(
                 f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
@@ -646,39 +648,30 @@ def enqueued_event(task: Task, at: datetime) -> TaskEvent:
     )
 
 
-class _Limits(NamedTuple):
-    """A task's time and retry limits in seconds, defaults from the settings filled in."""
-
-    ttl: float | None
-    result_ttl: float | None
-    max_retries: int
-    retry_delay: float
-    timeout: float | None
-
-    @classmethod
-    def of(
-        cls,
-        settings: Settings,
-        ttl: timedelta | float | None,
-        result_ttl: timedelta | float | None,
-        max_retries: int | None,
-        retry_delay: timedelta | float | None,
-        timeout: timedelta | float | None,
-    ) -> _Limits:
-        ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
-        result_ttl_s = (
-            _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
-        )
-        retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
-        if not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        delay = (
-            settings.RETRY_DELAY
-            if retry_delay is None
-            else _seconds("retry_delay", retry_delay, allow_zero=True)
-        )
-        timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
-        return cls(ttl_s, result_ttl_s, retries, delay, timeout_s)
+def _limits(
+    settings: Settings,
+    ttl: timedelta | float | None,
+    result_ttl: timedelta | float | None,
+    max_retries: int | None,
+    retry_delay: timedelta | float | None,
+    timeout: timedelta | float | None,
+) -> tuple[float | None, float | None, int, float, float | None]:
+    """A task's ttl, result_ttl, max_retries, retry_delay and timeout (seconds), defaults
+    from the settings filled in."""
+    ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
+    result_ttl_s = (
+        _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
+    )
+    retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    delay = (
+        settings.RETRY_DELAY
+        if retry_delay is None
+        else _seconds("retry_delay", retry_delay, allow_zero=True)
+    )
+    timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
+    return ttl_s, result_ttl_s, retries, delay, timeout_s
 
 
 def _check_call_arguments(

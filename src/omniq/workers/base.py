@@ -344,7 +344,6 @@ class BaseWorker(Configurable, abc.ABC):
             self._running.pop(task.id, None)
             self._claimer.start_ready()
         self._claimer.ran(time.perf_counter() - started)
-        self._claimer.wake()
         if outcome is not None:
             self._recorder.add(outcome)
 

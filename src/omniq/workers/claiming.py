@@ -57,7 +57,8 @@ class Claimer:
         self._wake.set()
 
     def ran(self, took: float) -> None:
-        """A task ran ``took`` seconds: update the mean run time that sizes claims."""
+        """A task ran ``took`` seconds and freed its slot: update the mean run time that sizes
+        claims, and look again."""
         mean = self.mean_run
         if mean is None or took >= _SHORT_TASK:
             # One long task turns claiming ahead off at once; it takes many short ones to turn
@@ -65,6 +66,8 @@ class Claimer:
             self.mean_run = max(took, mean or 0.0)
         else:
             self.mean_run = mean + (took - mean) * 0.1
+        assert self._wake is not None
+        self._wake.set()
 
     async def run(self) -> None:
         """The claim loop, until the worker stops."""

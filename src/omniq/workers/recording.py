@@ -126,7 +126,8 @@ class Recorder:
         """A task ended: write its outcome soon."""
         self.unwritten[outcome[0].id] = outcome[0]
         self._completions.append(outcome)
-        self._want()
+        assert self._wanted is not None
+        self._wanted.set()
 
     def release(self, task: Task) -> None:
         """Hand a claimed task back to the queue at once (one claimed ahead and not started
