@@ -16,9 +16,9 @@ import pytest
 import taskfns
 from conftest import TESTS_DIR, Storages, stop_process, wait_until
 
+import omniq.workers.claiming as claiming
 from omniq.models import EventType, Task, TaskStatus, utcnow
 from omniq.workers import AsyncGeventWorker, AsyncThreadPoolWorker, AsyncWorker
-from omniq.workers import base as worker_base
 
 WORKERS = {"async": AsyncWorker, "thread": AsyncThreadPoolWorker, "gevent": AsyncGeventWorker}
 
@@ -385,7 +385,7 @@ def short_tasks_below(monkeypatch: pytest.MonkeyPatch):
     50 ms for a task that does nothing)."""
 
     def set_threshold(seconds: float) -> None:
-        monkeypatch.setattr(worker_base, "_SHORT_TASK", seconds)
+        monkeypatch.setattr(claiming, "_SHORT_TASK", seconds)
 
     return set_threshold
 

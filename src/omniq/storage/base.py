@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +91,13 @@ class AsyncResultStorage(Configurable, abc.ABC):
         encode each result apart, so that one that cannot be encoded fails only its task)."""
         if encoded:
             await self._put_many(list(encoded))
+
+    @property
+    def database(self) -> Hashable | None:
+        """The database these results live in, as an opaque identity: a task queue reporting
+        the same writes results and task outcomes in one transaction. None (the default): no
+        task queue shares this storage's transactions."""
+        return None
 
     def encode(self, result: TaskResult) -> bytes:
         """A result's stored form, sealed for its task with a secret key

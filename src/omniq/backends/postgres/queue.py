@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omniq._sync import SyncTwin
 from omniq.backends.postgres import PostgresTaskQueueConfig, options_of
@@ -58,6 +58,10 @@ from omniq.errors import StorageError, require
 from omniq.models import Task, TaskResult, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
+
+if TYPE_CHECKING:
+    from omniq.backends.postgres.storage import AsyncPostgresResultStorage
 
 __all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueue", "PostgresTaskQueueConfig"]
 
@@ -231,29 +235,28 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         )
         return list(row["ids"])
 
-    async def finish_with_results(
+    @property
+    def database(self) -> Hashable:
+        """The server and database connected to (results there share this queue's writes)."""
+        return ("postgres", self.options)
+
+    async def _record_outcomes(
         self,
         worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """One statement (one round trip, one commit) where ``result_store`` is a PostgreSQL
-        result storage on this queue's database."""
-        from omniq.backends.postgres.storage import AsyncPostgresResultStorage
-
-        if not (
-            isinstance(result_store, AsyncPostgresResultStorage)
-            and result_store.options == self.options
-        ):
-            return None
+        tasks: list[Task],
+        results: list[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> list[str]:
+        # One statement: one round trip, one commit. A store reporting this database is a
+        # PostgreSQL result storage (see ``database``).
+        store = cast("AsyncPostgresResultStorage", result_store)
         row = await self._db.fetchrow(
             QUERIES["finish_with_results"],
             *self._finish_parameters(worker_id, tasks),
-            *result_store.put_parameters(list(results)),
+            *store.put_parameters(results),
             retry=True,  # an upsert and a compare-and-set: twice is the same as once
         )
-        return set(row["ids"])
+        return list(row["ids"])
 
     def _finish_parameters(self, worker_id: str, tasks: Sequence[Task]) -> list[Any]:
         """The 15 parameters of the ``finish`` statement."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
 
@@ -153,6 +154,12 @@ class AsyncPostgresResultStorage(AsyncResultStorage):
             *self.put_parameters(results),
             retry=True,  # an upsert: writing it twice is the same as once
         )
+
+    @property
+    def database(self) -> Hashable:
+        """The server and database connected to (a task queue there writes these results with
+        its task outcomes in one statement, using :meth:`put_parameters`)."""
+        return ("postgres", self.options)
 
     def put_parameters(self, results: list[tuple[TaskResult, bytes]]) -> list[Any]:
         """The parameters of the ``put_results`` statement for encoded results (the task

@@ -15,9 +15,9 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omniq._notify import channel
 from omniq._permissions import modes_of
@@ -34,9 +34,13 @@ from omniq.backends.sqlite.connection import SharedRunner, data_version, write
 from omniq.backends.sqlite.sql import QUERIES
 from omniq.config import Settings
 from omniq.errors import StorageError
-from omniq.models import SQLiteTaskQueueConfig, Task, TaskStatus, utcnow
+from omniq.models import SQLiteTaskQueueConfig, Task, TaskResult, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
+
+if TYPE_CHECKING:
+    from omniq.backends.sqlite.storage import AsyncSQLiteResultStorage
 
 __all__ = ["AsyncSQLiteTaskQueue", "SQLiteTaskQueue"]
 
@@ -146,6 +150,34 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
 
     async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
         written = await self._runner.run(_finish, self.project_name, worker_id, tasks)
+        if any(t.status in CLAIMABLE for t in tasks):
+            self._signal.notify()
+        return written
+
+    @property
+    def database(self) -> Hashable:
+        """The database file (results there share this queue's transactions)."""
+        return ("sqlite", self.db_path)
+
+    async def _record_outcomes(
+        self,
+        worker_id: str,
+        tasks: list[Task],
+        results: list[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> list[str]:
+        # A store reporting this database is a SQLite result storage on the same file, so on
+        # the same connection thread (see ``database``). One transaction for both measured as
+        # fast as results and statuses in two jobs that group commit merges (drain of 10,000
+        # no-op tasks, ThreadPoolWorker(8), 12 runs alternated: median 12,825 vs 12,733
+        # tasks/s): kept for its one commit. A lone outcome still goes the two-job way (the
+        # worker's choice), so that its waiter is woken by the result's own commit.
+        store = cast("AsyncSQLiteResultStorage", result_store)
+        rows = store.put_rows(results)
+        written = await self._runner.run(
+            _finish_with_results, self.project_name, worker_id, tasks, rows
+        )
+        store.written(results)
         if any(t.status in CLAIMABLE for t in tasks):
             self._signal.notify()
         return written
@@ -369,6 +401,18 @@ def _finish(conn: sqlite3.Connection, project: str, worker_id: str, tasks: list[
     params = {"project": project, "worker_id": worker_id, "batch": batch}
     with write(conn):
         return [row["id"] for row in conn.execute(QUERIES["finish"], params).fetchall()]
+
+
+def _finish_with_results(
+    conn: sqlite3.Connection,
+    project: str,
+    worker_id: str,
+    tasks: list[Task],
+    result_rows: list[dict[str, Any]],
+) -> list[str]:
+    with write(conn):
+        conn.executemany(QUERIES["put_result"], result_rows)
+        return _finish(conn, project, worker_id, tasks)
 
 
 def _transition(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Any
 
@@ -79,7 +80,18 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         await self._runner.close()
 
     async def _put_many(self, results: list[tuple[TaskResult, bytes]]) -> None:
-        rows = [
+        await self._runner.run(_execute_many, QUERIES["put_result"], self.put_rows(results))
+        self.written(results)
+
+    @property
+    def database(self) -> Hashable:
+        """The database file (a task queue on it writes these results with its task outcomes in
+        one transaction, using :meth:`put_rows` and :meth:`written`)."""
+        return ("sqlite", self.db_path)
+
+    def put_rows(self, results: list[tuple[TaskResult, bytes]]) -> list[dict[str, Any]]:
+        """The rows of the ``put_result`` statement for encoded results."""
+        return [
             {
                 "project": self.project_name,
                 "task_id": result.task_id,
@@ -90,7 +102,9 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
             }
             for result, data in results
         ]
-        await self._runner.run(_execute_many, QUERIES["put_result"], rows)
+
+    def written(self, results: list[tuple[TaskResult, bytes]]) -> None:
+        """Wake this process's waiters for results just committed."""
         self._signal.notify(result.task_id for result, _ in results)
 
     async def _get(self, task_id: str) -> bytes | None:
