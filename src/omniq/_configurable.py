@@ -18,7 +18,15 @@ import msgspec
 from omniq._redact import redact_value
 from omniq.errors import ConfigError, require
 
-__all__ = ["Configurable", "load_yaml", "validate_options"]
+__all__ = ["Configurable", "Options", "load_yaml", "validate_options"]
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every backend's options struct (``backends/<name>/options.py``), which each of its
+    component configs extends. Fields left None take their defaults from
+    :class:`omniq.config.Settings` (``project_name``: ``PROJECT_NAME``)."""
+
+    project_name: str | None = None
 
 
 class Configurable:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from omniq._configurable import validate_options
+from omniq._configurable import Options, validate_options
 from omniq._redact import redact_value
 from omniq.errors import ConfigError
 from omniq.registry import backend_entry, load
@@ -39,11 +39,16 @@ class Backend:
     """
 
     name: ClassVar[str]
+    #: The backend's options (``backends/<name>/options.py``): the keywords it takes.
+    options_class: ClassVar[type[Options]]
     # Whether a task queue it builds records ENQUEUED in an event storage of its own; not where
     # each component keeps its own memory (nobody could read those events).
     queue_records_events: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.options_class.__struct_fields__) - {"settings"})
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword {unknown[0]!r}")
         self.options = {k: v for k, v in options.items() if v is not None}
         component_class(self.name, "task_queue")  # fail now if the driver is missing
 

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from omniq.backend.base import Backend
+from omniq.backends.file.options import FileOptions
 from omniq.config import Settings
 
 __all__ = ["FileBackend"]
@@ -16,6 +17,7 @@ class FileBackend(Backend):
     such as ``memory://x`` or ``s3://bucket/prefix`` with ``storage_options``)."""
 
     name = "file"
+    options_class = FileOptions
 
     def __init__(
         self,

@@ -121,8 +121,9 @@ from omniq._permissions import modes_of
 from omniq._sync import SyncTwin
 from omniq.backends.file import RecordDir, TaskDir, open_store, run
 from omniq.backends.file.layout import us
+from omniq.backends.file.options import FileTaskQueueConfig
 from omniq.config import Settings
-from omniq.models import FileTaskQueueConfig, Task, TaskStatus
+from omniq.models import Task, TaskStatus
 from omniq.queue.base import AsyncTaskQueue
 from omniq.serialization import Serializer
 

@@ -32,14 +32,9 @@ from omniq._permissions import modes_of
 from omniq._sync import SyncTwin
 from omniq.backends.file import next_seq, open_store, run, safe_name
 from omniq.backends.file.layout import us
+from omniq.backends.file.options import FileEventStorageConfig, FileResultStorageConfig
 from omniq.config import Settings
-from omniq.models import (
-    EventType,
-    FileEventStorageConfig,
-    FileResultStorageConfig,
-    TaskEvent,
-    TaskResult,
-)
+from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from omniq.backend.base import Backend
+from omniq.backends.memory.options import MemoryOptions
 from omniq.config import Settings
 
 __all__ = ["MemoryBackend"]
@@ -12,6 +13,7 @@ class MemoryBackend(Backend):
     """In-memory task queue, results and events (one process, nothing persisted)."""
 
     name = "memory"
+    options_class = MemoryOptions
     queue_records_events = False
 
     def __init__(

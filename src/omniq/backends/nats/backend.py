@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from omniq.backend.base import Backend
+from omniq.backends.nats.options import NATSConnection, NATSOptions
 from omniq.config import Settings
 
 __all__ = ["NATSBackend"]
 
 
 class NATSBackend(Backend):
-    """Task queue and results on NATS JetStream (``servers=["nats://host:4222"]``). NATS keeps no
-    event storage: pass ``event_store_backend=`` to ``OmniQ.from_backend``."""
+    """Task queue and results on NATS JetStream (``servers=["nats://host:4222"]``,
+    :class:`~omniq.backends.nats.options.NATSConnection`). NATS keeps no event storage: pass
+    ``event_store_backend=`` to ``OmniQ.from_backend``."""
 
     name = "nats"
+    options_class = NATSOptions
 
     def __init__(
         self,
         *,
         project_name: str | None = None,
-        servers: str | list[str] | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[NATSConnection],
     ) -> None:
-        super().__init__(project_name=project_name, servers=servers, settings=settings)
+        super().__init__(project_name=project_name, settings=settings, **connection)

@@ -50,9 +50,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
-
-import msgspec
+from typing import Any, Unpack
 
 from omniq._redact import redact
 from omniq._sync import SyncTwin
@@ -66,11 +64,14 @@ from omniq.backends.nats.layout import (
     TASKS_BUCKET,
     band,
     bucket_config,
-    servers_list,
     task_key,
     token,
     wake_subject,
 )
+from omniq.backends.nats.layout import (
+    connection as nats_connection,
+)
+from omniq.backends.nats.options import NATSConnection, NATSTaskQueueConfig
 from omniq.backends.nats.pairs import PREFETCH_CLAIMS, Pair, Poller, wake_payload
 from omniq.backends.nats.waiting import WaitingIndex
 from omniq.config import Settings
@@ -88,17 +89,6 @@ logger = logging.getLogger("omniq.nats")
 _REGISTRY_REFRESH_S = 5.0
 
 
-class NATSTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Configuration of :class:`AsyncNATSTaskQueue` (see its constructor)."""
-
-    project_name: str | None = None
-    servers: str | list[str] | None = None
-    queues: list[str] | None = None
-    ack_wait: float | None = None
-    replicas: int = 1
-    connect_options: dict[str, Any] = {}
-
-
 class AsyncNATSTaskQueue(AsyncTaskQueue):
     """Task queue on NATS JetStream (nats-py)."""
 
@@ -110,31 +100,26 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        servers: str | Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
         ack_wait: float | None = None,
-        replicas: int = 1,
-        connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[NATSConnection],
     ) -> None:
         """Connect (lazily, on first use) to a project's task queue on NATS JetStream.
 
         Parameters:
             project_name: namespace on the server; projects never see each other's tasks.
-            servers: ``nats://host:4222`` URLs (a list, or one string, comma-separated allowed;
-                credentials in the URL as ``nats://user:pw@host``); default ``nats://127.0.0.1:4222``.
             queues: the named queues this object serves, in priority order (None: any).
             ack_wait: the consumers' ``AckWait`` in seconds (default ``Settings.LEASE_TIMEOUT``),
                 applied when this object first uses a consumer (the last process to do so wins);
                 leases do not depend on it (see the module's notes).
-            replicas: stream replicas of the buckets created by this object (a cluster: 3).
-            connect_options: more keywords for ``nats.connect`` (``tls``, ``user_credentials``,
-                ``token``, ...).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``servers=``, ``replicas=`` of the buckets this object creates,
+                ``connect_options=`` (:class:`~omniq.backends.nats.options.NATSConnection`).
         """
         super().__init__(
             project_name=project_name,
@@ -146,10 +131,8 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
         # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
         require("nats.aio.client", "nats")
-        self.servers = servers_list(servers)
+        self.servers, self.replicas, self._options = nats_connection(**connection)
         self.ack_wait = float(ack_wait or self.settings.LEASE_TIMEOUT)
-        self.replicas = replicas
-        self._options = dict(connect_options or {})
         self._p = token(self.project_name)
         self._client: Client | None = None
         self._setup: asyncio.Future[Client] | None = None

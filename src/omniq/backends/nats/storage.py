@@ -23,11 +23,8 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-import msgspec
+from typing import Any, Unpack
 
 from omniq._notify import Signal
 from omniq._redact import redact
@@ -38,9 +35,12 @@ from omniq.backends.nats.layout import (
     bucket_config,
     bucket_stream,
     kv_subject,
-    servers_list,
     token,
 )
+from omniq.backends.nats.layout import (
+    connection as nats_connection,
+)
+from omniq.backends.nats.options import NATSConnection, NATSResultStorageConfig
 from omniq.config import Settings
 from omniq.errors import StorageError, require
 from omniq.models import TaskResult, utcnow
@@ -55,17 +55,6 @@ _MARKER_TTL = "60s"
 _RECHECK_S = 5.0  # a waiter looks again this often anyway (a safety net, not the mechanism)
 
 
-class NATSResultStorageConfig(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
-):
-    """Configuration of :class:`AsyncNATSResultStorage` (see its constructor)."""
-
-    project_name: str | None = None
-    servers: str | list[str] | None = None
-    replicas: int = 1
-    connect_options: dict[str, Any] = {}
-
-
 class AsyncNATSResultStorage(AsyncResultStorage):
     """Results in a NATS JetStream key-value bucket, expiring with their ``result_ttl``."""
 
@@ -75,31 +64,24 @@ class AsyncNATSResultStorage(AsyncResultStorage):
         self,
         *,
         project_name: str | None = None,
-        servers: str | Sequence[str] | None = None,
-        replicas: int = 1,
-        connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[NATSConnection],
     ) -> None:
         """Connect (lazily, on first use) to a project's results on NATS JetStream.
 
         Parameters:
             project_name: namespace on the server; projects never see each other's results.
-            servers: ``nats://host:4222`` URLs (a list, or one string, comma-separated allowed);
-                default ``nats://127.0.0.1:4222``.
-            replicas: stream replicas of the bucket when this object creates it (a cluster: 3).
-            connect_options: more keywords for ``nats.connect`` (``tls``, ``token``, ...).
             serializer: encodes result values (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``); ``RESULT_TTL`` is the bucket's
                 ``max_age`` when this object creates it.
+            connection: as for :class:`.queue.AsyncNATSTaskQueue`.
         """
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
         # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
         require("nats.aio.client", "nats")
-        self.servers = servers_list(servers)
-        self.replicas = replicas
-        self._options = dict(connect_options or {})
+        self.servers, self.replicas, self._options = nats_connection(**connection)
         self._p = token(self.project_name)
         self._client: Client | None = None
         self._setup: asyncio.Future[Client] | None = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from omniq.backend.base import Backend
+from omniq.backends.postgres.options import PostgresConnection, PostgresOptions
 from omniq.config import Settings
 
 __all__ = ["PostgresBackend"]
@@ -10,29 +13,16 @@ __all__ = ["PostgresBackend"]
 
 class PostgresBackend(Backend):
     """Task queue, results and events in PostgreSQL: ``dsn=`` or host/port/username/password/
-    database."""
+    database (:class:`~omniq.backends.postgres.options.PostgresConnection`)."""
 
     name = "postgres"
+    options_class = PostgresOptions
 
     def __init__(
         self,
         *,
         project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[PostgresConnection],
     ) -> None:
-        super().__init__(
-            project_name=project_name,
-            dsn=dsn,
-            host=host,
-            port=port,
-            username=username,
-            password=password,
-            database=database,
-            settings=settings,
-        )
+        super().__init__(project_name=project_name, settings=settings, **connection)

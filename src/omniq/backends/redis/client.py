@@ -91,17 +91,19 @@ def translate(action: str) -> Iterator[None]:
 
 
 def client_options(
-    url: str | None,
-    host: str | None,
-    port: int | None,
-    db: int | None,
-    password: str | None,
-    username: str | None,
-    max_connections: int | None,
-    socket_timeout: float | None,
-    socket_connect_timeout: float | None,
+    *,
+    url: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    db: int | None = None,
+    password: str | None = None,
+    username: str | None = None,
+    max_connections: int | None = None,
+    socket_timeout: float | None = None,
+    socket_connect_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Validated connection options: one URL (keywords replace its parts) and pool options."""
+    """Validated connection options: one URL (keywords replace its parts) and pool options; the
+    keywords of :class:`~omniq.backends.redis.options.RedisConnection`."""
     if url is not None and not isinstance(url, str):
         raise ConfigError(
             f"url must be a str such as 'redis://127.0.0.1:6379/0', got {type(url).__name__}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from omniq.backend.base import Backend
+from omniq.backends.sqlite.options import SQLiteOptions
 from omniq.config import Settings
 
 __all__ = ["SQLiteBackend"]
@@ -15,6 +16,7 @@ class SQLiteBackend(Backend):
     ``base_dir/omniq.db``)."""
 
     name = "sqlite"
+    options_class = SQLiteOptions
 
     def __init__(
         self,

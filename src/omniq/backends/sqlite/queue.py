@@ -31,10 +31,11 @@ from omniq.backends.sqlite.codec import (
     to_epoch,
 )
 from omniq.backends.sqlite.connection import SharedRunner, data_version, write
+from omniq.backends.sqlite.options import SQLiteTaskQueueConfig
 from omniq.backends.sqlite.sql import QUERIES
 from omniq.config import Settings
 from omniq.errors import StorageError
-from omniq.models import SQLiteTaskQueueConfig, Task, TaskStatus, utcnow
+from omniq.models import Task, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 

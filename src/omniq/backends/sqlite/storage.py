@@ -20,16 +20,11 @@ from omniq._sync import SyncTwin
 from omniq.backends.sqlite import database_path
 from omniq.backends.sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
 from omniq.backends.sqlite.connection import SharedRunner, write
+from omniq.backends.sqlite.options import SQLiteEventStorageConfig, SQLiteResultStorageConfig
 from omniq.backends.sqlite.sql import QUERIES
 from omniq.config import Settings
 from omniq.errors import StorageError
-from omniq.models import (
-    EventType,
-    SQLiteEventStorageConfig,
-    SQLiteResultStorageConfig,
-    TaskEvent,
-    TaskResult,
-)
+from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 
