@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from omniq._configurable import Options, validate_options
 from omniq._redact import redact_value
 from omniq.errors import ConfigError
 from omniq.registry import backend_entry, load
 
-__all__ = ["Backend", "component_class"]
+__all__ = ["Backend", "component_class", "implementation"]
+
+C = TypeVar("C")
 
 _COMPONENTS = {
     "task_queue": "task queue",
@@ -29,6 +31,22 @@ def component_class(kind: str, component: str, *, field: str | None = None) -> t
             "use another backend for it (SQLite, PostgreSQL or files, say)"
         )
     return load(path, what=f"the {kind} {_COMPONENTS[component]}", extra=entry.extra)
+
+
+def implementation(cls: type[Any], kind: str, *, field: str) -> tuple[str, type[Any]]:
+    """Which component ``cls`` is and the class to build for the backend type ``kind``: ``cls``
+    itself when it is that backend's class (or a subclass of it), the backend's class when
+    ``cls`` is a contract it implements; anything else is a ConfigError."""
+    entry = backend_entry(kind, field=field)
+    for component in _COMPONENTS:
+        if getattr(entry, component) is None:
+            continue
+        found = component_class(kind, component, field=field)
+        if issubclass(cls, found):
+            return component, cls
+        if issubclass(found, cls):
+            return component, found
+    raise ConfigError(f"{field}: {cls.__name__} is not a component of the {kind} backend")
 
 
 class Backend:
@@ -56,38 +74,35 @@ class Backend:
     def has_event_store(self) -> bool:
         return backend_entry(self.name).event_store is not None
 
-    def component_options(
-        self, component: str, overrides: dict[str, Any]
-    ) -> tuple[type[Any], dict[str, Any]]:
-        """The async class and validated options of one component."""
-        cls = component_class(self.name, component)
+    def build(self, cls: type[C], **overrides: Any) -> C:
+        """A new component of this backend of class ``cls`` (this backend's async class of a
+        component, or the contract it implements), ``overrides`` replacing the backend's options.
+
+        A task queue gets an event storage of its own on this backend (closed with it), so that
+        every task stored through it gets its ENQUEUED event; not when the caller chose
+        ``event_store=`` (None: no events)."""
+        component, target = implementation(cls, self.name, field=f"{type(self).__name__}")
         options = {**self.options, **overrides}
         if component != "task_queue":
             options.pop("queues", None)
-        return cls, validate_options(cls, options, where=f"{type(self).__name__}.{component}")
+        where = f"{type(self).__name__}.{component}"
+        built = target(**validate_options(target, options, where=where))
+        own_events = self.has_event_store and self.queue_records_events
+        if component == "task_queue" and "event_store" not in overrides and own_events:
+            built.use_event_store(self.event_store(), owned=True)
+        return built  # type: ignore[no-any-return]
 
     def task_queue(self, **overrides: Any) -> Any:
         """A new async task queue on this backend (``queues=[...]`` and other overrides)."""
-        cls, options = self.component_options("task_queue", overrides)
-        return self.wire_events(cls(**options), overrides, self.event_store)
-
-    def wire_events(self, queue: Any, overrides: dict[str, Any], make_store: Any) -> Any:
-        """Give a task queue this backend built an event storage of its own (``make_store()``,
-        closed with the queue), so that every task stored through it gets its ENQUEUED event;
-        not when the caller chose ``event_store=`` (None: no events)."""
-        if "event_store" not in overrides and self.has_event_store and self.queue_records_events:
-            queue.use_event_store(make_store(), owned=True)
-        return queue
+        return self.build(component_class(self.name, "task_queue"), **overrides)
 
     def result_store(self, **overrides: Any) -> Any:
         """A new async result storage on this backend."""
-        cls, options = self.component_options("result_store", overrides)
-        return cls(**options)
+        return self.build(component_class(self.name, "result_store"), **overrides)
 
     def event_store(self, **overrides: Any) -> Any:
         """A new async event storage on this backend."""
-        cls, options = self.component_options("event_store", overrides)
-        return cls(**options)
+        return self.build(component_class(self.name, "event_store"), **overrides)
 
     def __repr__(self) -> str:
         shown = {k: redact_value(k, v) for k, v in self.options.items()}
