@@ -20,7 +20,6 @@ __all__ = [
     "band",
     "bucket_config",
     "bucket_stream",
-    "connection",
     "consumer_name",
     "kv_subject",
     "record_key",
@@ -116,17 +115,6 @@ def bucket_config(
         "allow_direct": True,
         "allow_msg_ttl": True,
     }
-
-
-def connection(
-    *,
-    servers: str | Sequence[str] | None = None,
-    replicas: int = 1,
-    connect_options: dict[str, Any] | None = None,
-) -> tuple[list[str], int, dict[str, Any]]:
-    """The servers, bucket replicas and ``nats.connect`` keywords of the keywords of
-    :class:`~omniq.backends.nats.options.NATSConnection`."""
-    return servers_list(servers), replicas, dict(connect_options or {})
 
 
 def servers_list(servers: str | Sequence[str] | None) -> list[str]:

@@ -42,15 +42,13 @@ from typing import Any, Unpack
 from omniq._sync import SyncTwin
 from omniq.backends.postgres.codec import (
     MAX_PAYLOAD,
-    channel_name,
     finish_arrays,
     insert_columns,
     json_list,
     task_changes,
     task_from_row,
 )
-from omniq.backends.postgres.connection import Client, connect_options
-from omniq.backends.postgres.listener import Listener
+from omniq.backends.postgres.component import Connected
 from omniq.backends.postgres.options import PostgresConnection, PostgresTaskQueueConfig
 from omniq.backends.postgres.sql import QUERIES
 from omniq.config import Settings
@@ -62,7 +60,7 @@ from omniq.serialization import Serializer
 __all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueue", "PostgresTaskQueueConfig"]
 
 
-class AsyncPostgresTaskQueue(AsyncTaskQueue):
+class AsyncPostgresTaskQueue(Connected, AsyncTaskQueue):
     """Task queue in a PostgreSQL database."""
 
     networked = True
@@ -96,14 +94,9 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
             settings=settings,
             event_store=event_store,
         )
-        self.options = connect_options(**connection)
-        self._db = Client(self.options)
-        self._channel = channel_name("tasks", self.project_name)
-        self._listener = Listener(self.options, self._channel)
+        self._connect(**connection)
+        self._listen("tasks")
         self._claim_queues: list[str] | None = self.queues
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.options.describe()} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Close the listener and release the pool (both reopen on next use)."""

@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from omniq._sync import SyncTwin
-from omniq.backends.postgres.codec import channel_name, event_arrays, event_from_row, payload_chunks
-from omniq.backends.postgres.connection import Client, connect_options, shielded
-from omniq.backends.postgres.listener import Listener
+from omniq.backends.postgres.codec import event_arrays, event_from_row, payload_chunks
+from omniq.backends.postgres.component import Connected
+from omniq.backends.postgres.connection import shielded
 from omniq.backends.postgres.options import (
     PostgresConnection,
     PostgresEventStorageConfig,
@@ -47,7 +47,7 @@ __all__ = [
 _RECHECK_S = 2.0
 
 
-class AsyncPostgresResultStorage(AsyncResultStorage):
+class AsyncPostgresResultStorage(Connected, AsyncResultStorage):
     """Results in a PostgreSQL database."""
 
     config_class = PostgresResultStorageConfig
@@ -69,13 +69,8 @@ class AsyncPostgresResultStorage(AsyncResultStorage):
             connection: as for :class:`.queue.AsyncPostgresTaskQueue`.
         """
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        self.options = connect_options(**connection)
-        self._db = Client(self.options)
-        self._channel = channel_name("results", self.project_name)
-        self._listener = Listener(self.options, self._channel)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.options.describe()} project={self.project_name!r}>"
+        self._connect(**connection)
+        self._listen("results")
 
     async def close(self) -> None:
         """Close the listener and release the pool (both reopen on next use)."""
@@ -152,7 +147,7 @@ class AsyncPostgresResultStorage(AsyncResultStorage):
         return int(status.split()[-1])
 
 
-class AsyncPostgresEventStorage(AsyncEventStorage):
+class AsyncPostgresEventStorage(Connected, AsyncEventStorage):
     """Events in a PostgreSQL database, as plain columns."""
 
     config_class = PostgresEventStorageConfig
@@ -172,11 +167,7 @@ class AsyncPostgresEventStorage(AsyncEventStorage):
             connection: as for :class:`.queue.AsyncPostgresTaskQueue`.
         """
         super().__init__(project_name=project_name, settings=settings)
-        self.options = connect_options(**connection)
-        self._db = Client(self.options)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.options.describe()} project={self.project_name!r}>"
+        self._connect(**connection)
 
     async def close(self) -> None:
         """Release the pool (it reopens on next use)."""

@@ -47,11 +47,9 @@ from typing import Any, Unpack
 
 from omniq._sync import SyncTwin
 from omniq.backends.redis.client import (
-    Connection,
+    Connected,
     LocalPeers,
     Subscription,
-    Waiters,
-    client_options,
     translate,
     wait_future,
 )
@@ -73,7 +71,7 @@ _UNSUBSCRIBED_POLL = 0.25  # look again this often while the subscription is dow
 _DUE_FLOOR = 0.02  # the shortest wait for a task or lease coming due
 
 
-class AsyncRedisTaskQueue(AsyncTaskQueue):
+class AsyncRedisTaskQueue(Connected, AsyncTaskQueue):
     """Task queue in Redis (redis-py's asyncio client)."""
 
     networked = True
@@ -108,9 +106,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
             settings=settings,
             event_store=event_store,
         )
-        self._conn = Connection(self.project_name, client_options(**connection))
-        self._prefix = self._conn.prefix
-        self._waiters = Waiters()
+        self._connect("queue", **connection)
         self._wake = Subscription(self._conn, WAKE_CHANNEL, self._on_wake, self._on_subscribed)
         # Wake-up news: a counter, the counter value of each queue's latest news, and of the
         # latest (re)subscription (messages may have been missed before it: news for all).
@@ -120,11 +116,6 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         self._seen = -1  # the counter when the last claim was sent
         self._next_due: float | None = None  # from the last claim: earliest delayed task/lease
         self._claim_queues: list[str] | None = self.queues
-        self._peers = ("queue", *self._conn.identity)
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._conn.describe()} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Stop listening and close the connections (they reopen on next use)."""

@@ -21,11 +21,9 @@ from typing import Unpack
 
 from omniq._sync import SyncTwin
 from omniq.backends.redis.client import (
-    Connection,
+    Connected,
     LocalPeers,
     Subscription,
-    Waiters,
-    client_options,
     translate,
     wait_future,
 )
@@ -51,7 +49,7 @@ _RECHECK = 5.0  # look again at least this often anyway (pub/sub delivers at mos
 INLINE_RESULT_BYTES = 4096
 
 
-class AsyncRedisResultStorage(AsyncResultStorage):
+class AsyncRedisResultStorage(Connected, AsyncResultStorage):
     """Results in Redis, expiring with their ``result_ttl``."""
 
     config_class = RedisResultStorageConfig
@@ -73,17 +71,10 @@ class AsyncRedisResultStorage(AsyncResultStorage):
             connection: as for :class:`.queue.AsyncRedisTaskQueue`.
         """
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        self._conn = Connection(self.project_name, client_options(**connection))
-        self._prefix = self._conn.prefix
-        self._waiters = Waiters()
+        self._connect("results", **connection)
         self._listener = Subscription(
             self._conn, RESULTS_CHANNEL, self._on_results, self._waiters.wake_all
         )
-        self._peers = ("results", *self._conn.identity)
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._conn.describe()} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Stop listening and close the connections (they reopen on next use)."""
