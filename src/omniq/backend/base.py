@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar
 
 from omniq._configurable import Options, validate_options
 from omniq._redact import redact_value
 from omniq.errors import ConfigError
 from omniq.registry import backend_entry, load
 
-__all__ = ["Backend", "component_class", "implementation"]
+if TYPE_CHECKING:
+    from omniq.config import Settings
+
+__all__ = ["Backend", "BackendOptions", "component_class", "implementation"]
 
 C = TypeVar("C")
 
@@ -47,6 +50,14 @@ def implementation(cls: type[Any], kind: str, *, field: str) -> tuple[str, type[
         if issubclass(found, cls):
             return component, found
     raise ConfigError(f"{field}: {cls.__name__} is not a component of the {kind} backend")
+
+
+class BackendOptions(TypedDict, total=False):
+    """The keywords every backend takes besides its connection's: each backend's keywords are
+    these and its ``<Name>Connection`` (``backends/<name>/options.py``)."""
+
+    project_name: str | None
+    settings: Settings | None
 
 
 class Backend:

@@ -1,17 +1,33 @@
-"""The file backend's options, and the config struct of each of its components."""
+"""The file backend's options, and the config struct of each of its components.
+
+``FileConnection`` types the location keywords of every constructor (queue, storages, backend);
+``FileOptions`` holds the same for configuration files and ``from_config``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from omniq._configurable import Options
 
 __all__ = [
+    "FileConnection",
     "FileEventStorageConfig",
     "FileOptions",
     "FileResultStorageConfig",
     "FileTaskQueueConfig",
 ]
+
+
+class FileConnection(TypedDict, total=False):
+    """``base_dir``: a local path or an fsspec URL (``memory://x``, ``s3://bucket/prefix``;
+    default ``Settings.BASE_DIR``), each project a directory below it; ``storage_options``:
+    keyword arguments for the fsspec filesystem (credentials, endpoint)."""
+
+    base_dir: str | os.PathLike[str] | None
+    storage_options: Mapping[str, Any] | None
 
 
 class FileOptions(Options, frozen=True, kw_only=True):

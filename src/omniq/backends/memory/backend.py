@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from omniq.backend.base import Backend
+from typing import Unpack
+
+from omniq.backend.base import Backend, BackendOptions
 from omniq.backends.memory.options import MemoryOptions
-from omniq.config import Settings
 
 __all__ = ["MemoryBackend"]
 
@@ -16,7 +17,5 @@ class MemoryBackend(Backend):
     options_class = MemoryOptions
     queue_records_events = False
 
-    def __init__(
-        self, *, project_name: str | None = None, settings: Settings | None = None
-    ) -> None:
-        super().__init__(project_name=project_name, settings=settings)
+    def __init__(self, **options: Unpack[BackendOptions]) -> None:
+        super().__init__(**options)

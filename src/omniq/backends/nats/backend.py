@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from omniq.backend.base import Backend
+from omniq.backend.base import Backend, BackendOptions
 from omniq.backends.nats.options import NATSConnection, NATSOptions
-from omniq.config import Settings
 
-__all__ = ["NATSBackend"]
+__all__ = ["NATSBackend", "NATSKeywords"]
+
+
+class NATSKeywords(NATSConnection, BackendOptions, total=False):
+    """The keywords of :class:`NATSBackend`."""
 
 
 class NATSBackend(Backend):
@@ -19,11 +22,5 @@ class NATSBackend(Backend):
     name = "nats"
     options_class = NATSOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        settings: Settings | None = None,
-        **connection: Unpack[NATSConnection],
-    ) -> None:
-        super().__init__(project_name=project_name, settings=settings, **connection)
+    def __init__(self, **options: Unpack[NATSKeywords]) -> None:
+        super().__init__(**options)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from omniq.backend.base import Backend
+from omniq.backend.base import Backend, BackendOptions
 from omniq.backends.postgres.options import PostgresConnection, PostgresOptions
-from omniq.config import Settings
 
-__all__ = ["PostgresBackend"]
+__all__ = ["PostgresBackend", "PostgresKeywords"]
+
+
+class PostgresKeywords(PostgresConnection, BackendOptions, total=False):
+    """The keywords of :class:`PostgresBackend`."""
 
 
 class PostgresBackend(Backend):
@@ -18,11 +21,5 @@ class PostgresBackend(Backend):
     name = "postgres"
     options_class = PostgresOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        settings: Settings | None = None,
-        **connection: Unpack[PostgresConnection],
-    ) -> None:
-        super().__init__(project_name=project_name, settings=settings, **connection)
+    def __init__(self, **options: Unpack[PostgresKeywords]) -> None:
+        super().__init__(**options)

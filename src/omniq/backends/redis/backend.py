@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Unpack
 
-from omniq.backend.base import Backend
+from omniq.backend.base import Backend, BackendOptions
 from omniq.backends.redis.options import RedisConnection, RedisOptions
-from omniq.config import Settings
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "RedisKeywords"]
+
+
+class RedisKeywords(RedisConnection, BackendOptions, total=False):
+    """The keywords of :class:`RedisBackend`."""
 
 
 class RedisBackend(Backend):
@@ -19,11 +22,5 @@ class RedisBackend(Backend):
     name = "redis"
     options_class = RedisOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        settings: Settings | None = None,
-        **connection: Unpack[RedisConnection],
-    ) -> None:
-        super().__init__(project_name=project_name, settings=settings, **connection)
+    def __init__(self, **options: Unpack[RedisKeywords]) -> None:
+        super().__init__(**options)

@@ -1,15 +1,31 @@
-"""The SQLite backend's options, and the config struct of each of its components."""
+"""The SQLite backend's options, and the config struct of each of its components.
+
+``SQLiteConnection`` types the database keywords of every constructor (queue, storages,
+backend); ``SQLiteOptions`` holds the same for configuration files and ``from_config``.
+"""
 
 from __future__ import annotations
+
+import os
+from typing import TypedDict
 
 from omniq._configurable import Options
 
 __all__ = [
+    "SQLiteConnection",
     "SQLiteEventStorageConfig",
     "SQLiteOptions",
     "SQLiteResultStorageConfig",
     "SQLiteTaskQueueConfig",
 ]
+
+
+class SQLiteConnection(TypedDict, total=False):
+    """``db_path``: the database file; else ``base_dir``: the directory of ``omniq.db`` (default
+    ``Settings.BASE_DIR``), created on use."""
+
+    base_dir: str | os.PathLike[str] | None
+    db_path: str | os.PathLike[str] | None
 
 
 class SQLiteOptions(Options, frozen=True, kw_only=True):
