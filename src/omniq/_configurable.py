@@ -29,7 +29,11 @@ __all__ = ["Component", "Configurable", "Options", "load_yaml", "validate_option
 class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of every backend's options struct (``backends/<name>/options.py``), which each of its
     component configs extends. Fields left None take their defaults from
-    :class:`omniq.config.Settings` (``project_name``: ``PROJECT_NAME``)."""
+    :class:`omniq.config.Settings` (``project_name``: ``PROJECT_NAME``).
+
+    Beside it, a ``<Name>Connection`` TypedDict types the same keywords (but ``project_name``)
+    for the constructors of the backend's components and ``Backend``, which take them as
+    ``**connection``."""
 
     project_name: str | None = None
 

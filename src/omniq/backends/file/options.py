@@ -1,8 +1,4 @@
-"""The file backend's options, and the config struct of each of its components.
-
-``FileConnection`` types the location keywords of every constructor (queue, storages, backend);
-``FileOptions`` holds the same for configuration files and ``from_config``.
-"""
+"""The file backend's options, and the config struct of each of its components."""
 
 from __future__ import annotations
 
@@ -39,12 +35,14 @@ class FileOptions(Options, frozen=True, kw_only=True):
 
 
 class FileTaskQueueConfig(FileOptions, frozen=True, kw_only=True):
+    """Configuration of :class:`~omniq.backends.file.queue.AsyncFileTaskQueue`."""
+
     queues: list[str] | None = None
 
 
 class FileResultStorageConfig(FileOptions, frozen=True, kw_only=True):
-    pass
+    """Configuration of :class:`~omniq.backends.file.storage.AsyncFileResultStorage`."""
 
 
 class FileEventStorageConfig(FileOptions, frozen=True, kw_only=True):
-    pass
+    """Configuration of :class:`~omniq.backends.file.storage.AsyncFileEventStorage`."""

@@ -17,12 +17,14 @@ class MemoryOptions(Options, frozen=True, kw_only=True):
 
 
 class MemoryTaskQueueConfig(MemoryOptions, frozen=True, kw_only=True):
+    """Configuration of :class:`~omniq.backends.memory.queue.AsyncMemoryTaskQueue`."""
+
     queues: list[str] | None = None
 
 
 class MemoryResultStorageConfig(MemoryOptions, frozen=True, kw_only=True):
-    pass
+    """Configuration of :class:`~omniq.backends.memory.storage.AsyncMemoryResultStorage`."""
 
 
 class MemoryEventStorageConfig(MemoryOptions, frozen=True, kw_only=True):
-    pass
+    """Configuration of :class:`~omniq.backends.memory.storage.AsyncMemoryEventStorage`."""

@@ -1,8 +1,4 @@
-"""The NATS backend's options, and the config struct of each of its components.
-
-``NATSConnection`` types the connection keywords of every constructor (queue, results,
-backend); ``NATSOptions`` holds the same for configuration files and ``from_config``.
-"""
+"""The NATS backend's options, and the config struct of each of its components."""
 
 from __future__ import annotations
 

@@ -65,15 +65,9 @@ class AsyncNATSResultStorage(Connected, AsyncResultStorage):
         settings: Settings | None = None,
         **connection: Unpack[NATSConnection],
     ) -> None:
-        """Connect (lazily, on first use) to a project's results on NATS JetStream.
-
-        Parameters:
-            project_name: namespace on the server; projects never see each other's results.
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``); ``RESULT_TTL`` is the bucket's
-                ``max_age`` when this object creates it.
-            connection: as for :class:`.queue.AsyncNATSTaskQueue`.
-        """
+        """Connect (lazily, on first use) to a project's results on NATS JetStream: parameters
+        as for :class:`.queue.AsyncNATSTaskQueue` (``serializer`` encodes result values;
+        ``settings.RESULT_TTL`` is the bucket's ``max_age`` when this object creates it)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self._open(**connection)
         self._signal = Signal()

@@ -1,8 +1,4 @@
-"""The PostgreSQL backend's options, and the config struct of each of its components.
-
-``PostgresConnection`` types the connection keywords of every constructor (queue, storages,
-backend); ``PostgresOptions`` holds the same for configuration files and ``from_config``.
-"""
+"""The PostgreSQL backend's options, and the config struct of each of its components."""
 
 from __future__ import annotations
 

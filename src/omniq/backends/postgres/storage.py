@@ -60,14 +60,8 @@ class AsyncPostgresResultStorage(Connected, AsyncResultStorage):
         settings: Settings | None = None,
         **connection: Unpack[PostgresConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the results in a PostgreSQL database.
-
-        Parameters:
-            project_name: namespace inside the database; projects never see each other's results.
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
-            connection: as for :class:`.queue.AsyncPostgresTaskQueue`.
-        """
+        """Connect (lazily, on first use) to the results in a PostgreSQL database: parameters
+        as for :class:`.queue.AsyncPostgresTaskQueue` (``serializer`` encodes result values)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self._connect(**connection)
         self._listen("results")
@@ -159,13 +153,8 @@ class AsyncPostgresEventStorage(Connected, AsyncEventStorage):
         settings: Settings | None = None,
         **connection: Unpack[PostgresConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the events in a PostgreSQL database.
-
-        Parameters:
-            project_name: namespace inside the database; projects never see each other's events.
-            settings: defaults (default: ``Settings.from_env()``).
-            connection: as for :class:`.queue.AsyncPostgresTaskQueue`.
-        """
+        """Connect (lazily, on first use) to the events in a PostgreSQL database: parameters as
+        for :class:`.queue.AsyncPostgresTaskQueue`."""
         super().__init__(project_name=project_name, settings=settings)
         self._connect(**connection)
 

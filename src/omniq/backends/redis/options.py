@@ -1,8 +1,4 @@
-"""The Redis backend's options, and the config struct of each of its components.
-
-``RedisConnection`` types the connection keywords of every constructor (queue, results,
-backend); ``RedisOptions`` holds the same for configuration files and ``from_config``.
-"""
+"""The Redis backend's options, and the config struct of each of its components."""
 
 from __future__ import annotations
 

@@ -62,14 +62,8 @@ class AsyncRedisResultStorage(Connected, AsyncResultStorage):
         settings: Settings | None = None,
         **connection: Unpack[RedisConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the results of a project in Redis.
-
-        Parameters:
-            project_name: namespace in the server: every key starts ``omniq:{project_name}:``.
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
-            connection: as for :class:`.queue.AsyncRedisTaskQueue`.
-        """
+        """Connect (lazily, on first use) to the results of a project in Redis: parameters as
+        for :class:`.queue.AsyncRedisTaskQueue` (``serializer`` encodes result values)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self._connect("results", **connection)
         self._listener = Subscription(

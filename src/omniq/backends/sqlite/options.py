@@ -1,8 +1,4 @@
-"""The SQLite backend's options, and the config struct of each of its components.
-
-``SQLiteConnection`` types the database keywords of every constructor (queue, storages,
-backend); ``SQLiteOptions`` holds the same for configuration files and ``from_config``.
-"""
+"""The SQLite backend's options, and the config struct of each of its components."""
 
 from __future__ import annotations
 
@@ -37,12 +33,14 @@ class SQLiteOptions(Options, frozen=True, kw_only=True):
 
 
 class SQLiteTaskQueueConfig(SQLiteOptions, frozen=True, kw_only=True):
+    """Configuration of :class:`~omniq.backends.sqlite.queue.AsyncSQLiteTaskQueue`."""
+
     queues: list[str] | None = None
 
 
 class SQLiteResultStorageConfig(SQLiteOptions, frozen=True, kw_only=True):
-    pass
+    """Configuration of :class:`~omniq.backends.sqlite.storage.AsyncSQLiteResultStorage`."""
 
 
 class SQLiteEventStorageConfig(SQLiteOptions, frozen=True, kw_only=True):
-    pass
+    """Configuration of :class:`~omniq.backends.sqlite.storage.AsyncSQLiteEventStorage`."""

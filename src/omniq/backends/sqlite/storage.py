@@ -53,15 +53,8 @@ class AsyncSQLiteResultStorage(Connected, AsyncResultStorage):
         settings: Settings | None = None,
         **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the results stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's results.
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
-            connection: ``db_path=`` or ``base_dir=``
-                (:class:`~omniq.backends.sqlite.options.SQLiteConnection`).
-        """
+        """Open (lazily) the results stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue` (``serializer`` encodes result values)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self._open(**connection)
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
@@ -114,14 +107,8 @@ class AsyncSQLiteEventStorage(Connected, AsyncEventStorage):
         settings: Settings | None = None,
         **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the events stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's events.
-            settings: defaults (default: ``Settings.from_env()``).
-            connection: ``db_path=`` or ``base_dir=``
-                (:class:`~omniq.backends.sqlite.options.SQLiteConnection`).
-        """
+        """Open (lazily) the events stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue`."""
         super().__init__(project_name=project_name, settings=settings)
         self._open(**connection)
 
