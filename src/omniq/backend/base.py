@@ -64,7 +64,8 @@ class Backend:
     """Builds a backend's task queue, result storage and event storage from shared arguments.
 
     Each component is created on demand (``backend.task_queue(queues=[...])``); the arguments are
-    validated against the component's options when it is built.
+    validated against the component's options when it is built. These methods build the async
+    components; ``SQLiteTaskQueue.from_backend(b)`` or ``TaskQueue.from_backend(b)`` the sync ones.
     """
 
     name: ClassVar[str]
@@ -92,7 +93,7 @@ class Backend:
         A task queue gets an event storage of its own on this backend (closed with it), so that
         every task stored through it gets its ENQUEUED event; not when the caller chose
         ``event_store=`` (None: no events)."""
-        component, target = implementation(cls, self.name, field=f"{type(self).__name__}")
+        component, target = implementation(cls, self.name, field=type(self).__name__)
         options = {**self.options, **overrides}
         if component != "task_queue":
             options.pop("queues", None)
