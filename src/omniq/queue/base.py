@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from omniq._configurable import Configurable
+from omniq._configurable import Component
 from omniq._sync import as_async
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError, SerializationError
@@ -68,7 +68,7 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
-class AsyncTaskQueue(Configurable, abc.ABC):
+class AsyncTaskQueue(Component, abc.ABC):
     """Stores tasks in named queues with priorities, delays, TTL and leases."""
 
     #: Whether the storage is reached over a network (a server, object storage): then whoever
@@ -104,11 +104,6 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         self._owns_event_store = False
         if event_store is not None:
             self.use_event_store(event_store)
-
-    @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> AsyncTaskQueue:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
-        return backend.task_queue(**options)
 
     def use_event_store(self, event_store: Any, *, owned: bool = False) -> None:
         """Record an ENQUEUED event in ``event_store`` (either twin) for every task stored from

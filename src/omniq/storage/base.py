@@ -9,7 +9,7 @@ from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from omniq._configurable import Configurable
+from omniq._configurable import Component
 from omniq._tasks import wait_within
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
@@ -30,7 +30,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 _POLL_START, _POLL_MAX = 0.002, 0.05
 
 
-class AsyncResultStorage(Configurable, abc.ABC):
+class AsyncResultStorage(Component, abc.ABC):
     """Stores task results and errors, each with an expiry time."""
 
     def __init__(
@@ -166,7 +166,7 @@ class AsyncResultStorage(Configurable, abc.ABC):
         """Delete results whose ``expires_at`` is before ``now``."""
 
 
-class AsyncEventStorage(Configurable, abc.ABC):
+class AsyncEventStorage(Component, abc.ABC):
     """Stores the life-cycle events of tasks and schedules; queryable."""
 
     def __init__(
@@ -175,11 +175,6 @@ class AsyncEventStorage(Configurable, abc.ABC):
         self.settings = settings or get_settings()
         self.project_name = project_name or self.settings.PROJECT_NAME
         _check_name("project_name", self.project_name)
-
-    @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> AsyncEventStorage:
-        """The event storage of a backend."""
-        return backend.event_store(**options)
 
     async def log(self, event: TaskEvent) -> None:
         """Store one event."""

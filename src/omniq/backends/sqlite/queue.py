@@ -13,16 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import sqlite3
 from collections.abc import Hashable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from omniq._notify import channel
-from omniq._permissions import modes_of
 from omniq._sync import SyncTwin
-from omniq.backends.sqlite import database_path
 from omniq.backends.sqlite.codec import (
     error_json,
     insert_rows,
@@ -30,11 +27,12 @@ from omniq.backends.sqlite.codec import (
     task_from_row,
     to_epoch,
 )
-from omniq.backends.sqlite.connection import SharedRunner, data_version, write
+from omniq.backends.sqlite.connection import Connected, data_version, write
+from omniq.backends.sqlite.options import SQLiteConnection, SQLiteTaskQueueConfig
 from omniq.backends.sqlite.sql import QUERIES
 from omniq.config import Settings
 from omniq.errors import StorageError
-from omniq.models import SQLiteTaskQueueConfig, Task, TaskResult, TaskStatus, utcnow
+from omniq.models import Task, TaskResult, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncResultStorage
@@ -54,7 +52,7 @@ def _insert_sql(columns: tuple[str, ...]) -> str:
     )
 
 
-class AsyncSQLiteTaskQueue(AsyncTaskQueue):
+class AsyncSQLiteTaskQueue(Connected, AsyncTaskQueue):
     """Task queue in a SQLite database file."""
 
     config_class = SQLiteTaskQueueConfig
@@ -63,23 +61,22 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        db_path: str | os.PathLike[str] | None = None,
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
         """Open (lazily) the queue stored in a SQLite file.
 
         Parameters:
             project_name: namespace inside the file; projects never see each other's tasks.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
             queues: the named queues this object serves, in priority order (None: any).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``db_path=`` or ``base_dir=``
+                (:class:`~omniq.backends.sqlite.options.SQLiteConnection`).
         """
         super().__init__(
             project_name=project_name,
@@ -88,15 +85,11 @@ class AsyncSQLiteTaskQueue(AsyncTaskQueue):
             settings=settings,
             event_store=event_store,
         )
-        self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
+        self._open(**connection)
         self._signal = channel(("sqlite-queue", self.db_path, self.project_name))
         # What the last claim saw, so that a waiter wakes only for news after it.
         self._seen_version: int | None = None
         self._claim_queues: list[str] | None = self.queues
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""

@@ -13,24 +13,21 @@ import os
 import sqlite3
 from collections.abc import Hashable
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from omniq._notify import channel
-from omniq._permissions import modes_of
 from omniq._sync import SyncTwin
-from omniq.backends.sqlite import database_path
 from omniq.backends.sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
-from omniq.backends.sqlite.connection import SharedRunner, write
+from omniq.backends.sqlite.connection import Connected, write
+from omniq.backends.sqlite.options import (
+    SQLiteConnection,
+    SQLiteEventStorageConfig,
+    SQLiteResultStorageConfig,
+)
 from omniq.backends.sqlite.sql import QUERIES
 from omniq.config import Settings
 from omniq.errors import StorageError
-from omniq.models import (
-    EventType,
-    SQLiteEventStorageConfig,
-    SQLiteResultStorageConfig,
-    TaskEvent,
-    TaskResult,
-)
+from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 
@@ -44,7 +41,7 @@ __all__ = [
 PathArg = str | os.PathLike[str]
 
 
-class AsyncSQLiteResultStorage(AsyncResultStorage):
+class AsyncSQLiteResultStorage(Connected, AsyncResultStorage):
     """Results in a SQLite database file."""
 
     config_class = SQLiteResultStorageConfig
@@ -53,27 +50,15 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         self,
         *,
         project_name: str | None = None,
-        base_dir: PathArg | None = None,
-        db_path: PathArg | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the results stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's results.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
-        """
+        """Open (lazily) the results stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue` (``serializer`` encodes result values)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
+        self._open(**connection)
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
@@ -124,7 +109,7 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         return self._signal.subscribe(task_id)
 
 
-class AsyncSQLiteEventStorage(AsyncEventStorage):
+class AsyncSQLiteEventStorage(Connected, AsyncEventStorage):
     """Events in a SQLite database file, as plain columns."""
 
     config_class = SQLiteEventStorageConfig
@@ -133,24 +118,13 @@ class AsyncSQLiteEventStorage(AsyncEventStorage):
         self,
         *,
         project_name: str | None = None,
-        base_dir: PathArg | None = None,
-        db_path: PathArg | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the events stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's events.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
-            settings: defaults (default: ``Settings.from_env()``).
-        """
+        """Open (lazily) the events stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue`."""
         super().__init__(project_name=project_name, settings=settings)
-        self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
+        self._open(**connection)
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
