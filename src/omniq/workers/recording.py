@@ -163,11 +163,16 @@ class Recorder:
 
     async def _write_starts(self) -> None:
         """Count the attempts of tasks claimed ahead that started (at once, so that a task that
-        kills its worker is counted; and before their outcomes, which compare attempts)."""
+        kills its worker is counted; and before their outcomes, which compare attempts).
+
+        Writes the starts pending now, not those that come meanwhile: while tasks keep starting,
+        looping until none is pending would hold back every outcome (and its result) until the
+        worker runs out of tasks."""
         while self._starts:
             batch, self._starts = self._starts, []
             try:
                 await self.queue.mark_started(self.worker_id, batch)
+                return
             except Exception:
                 logger.warning(
                     "recording %d task starts failed; retrying", len(batch), exc_info=True
@@ -177,8 +182,10 @@ class Recorder:
 
     async def _write_completions(self) -> None:
         while self._completions:
-            await self._write_starts()  # a task's start before its outcome
+            # Taken before the starts are written: each of these tasks had its start queued
+            # before it ended, so the write below covers it (a start before its outcome).
             batch, self._completions = self._completions, []
+            await self._write_starts()
             try:
                 await self._write(batch)
             except Exception:
