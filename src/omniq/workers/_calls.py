@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 from collections.abc import Callable
@@ -16,10 +17,22 @@ _thread_loops = threading.local()
 
 
 def is_async_callable(func: Callable[..., Any]) -> bool:
+    """Whether calling ``func`` returns a coroutine (asked once per function: a worker asks
+    for every task, and a sync function takes both ``inspect`` checks every time)."""
     target = getattr(func, "__omniq_func__", func)
+    try:
+        return _is_async_cached(target)
+    except TypeError:  # an unhashable callable object
+        return _is_async(target)
+
+
+def _is_async(target: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)  # noqa: B004 - async callable objects
     )
+
+
+_is_async_cached = functools.lru_cache(maxsize=1024)(_is_async)
 
 
 def _thread_loop() -> asyncio.AbstractEventLoop:
