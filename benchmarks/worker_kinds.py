@@ -92,7 +92,10 @@ def one_run(url: str, kind: str, func: str, n: int) -> float:
     queue.enqueue_many([{"func": getattr(bench_tasks, func)}] * n)
     child = [sys.executable, __file__, "--worker", url, project, kind, str(n)]
     done = subprocess.run(child, capture_output=True, text=True, check=True)
-    assert queue.count(status="success") == n
+    if queue.count(status="success") != n:
+        statuses = ("pending", "running", "retrying", "success", "failed")
+        counts = {status: queue.count(status=status) for status in statuses}
+        raise RuntimeError(f"{kind} worker on {url}: {counts}\n{done.stderr[-2000:]}")
     queue.purge()
     queue.close()
     return float(done.stdout.split()[-1])
