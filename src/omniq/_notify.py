@@ -42,9 +42,13 @@ class Signal:
         return await wait_within(future, timeout)
 
     def waited(self) -> list[Hashable]:
-        """The keys someone waits for now."""
+        """The keys someone waits for now (on a loop still open)."""
         with self._lock:
-            return list(self._waiters)
+            return [
+                key
+                for key, entries in self._waiters.items()
+                if any(not loop.is_closed() for loop, _ in entries)
+            ]
 
     def notify(self, keys: Iterable[Hashable] | None = None) -> None:
         with self._lock:
