@@ -1,7 +1,7 @@
 """What users meet: producer, worker and waiting client in separate processes.
 
     .venv/bin/python benchmarks/cross_process.py --backend sqlite [--repeat 3] [--tasks 10000]
-        [--samples 300] [--worker thread|async] [--idle-window 10]
+        [--samples 300] [--worker thread|async] [--idle-window 10] [--processes 2]
 
 ``--backend`` is one of sqlite, postgres, redis, nats; the server backends start their own
 server on loopback (PostgreSQL with stock durability: fsync and synchronous_commit on). Every
@@ -15,7 +15,9 @@ run uses a fresh database file, database or project. Each scenario runs in its o
 - **idle CPU**: that idle worker's process CPU time over ``--idle-window`` seconds before the
   round trips, as % of one core (from ``/proc``: Linux);
 - **drain**: a producer process fills the queue with ``enqueue_many``; a worker process that
-  connected beforehand is told to start and counts from its start to its last task: tasks/s.
+  connected beforehand is told to start and counts from its start to its last task: tasks/s;
+  then ``--processes`` worker processes (default 2) told to start at once, timed here from
+  "go" to the last success counted (every 10 ms).
 
 Prints the median of ``--repeat`` runs per figure as a Markdown table.
 """
@@ -66,8 +68,8 @@ def _worker(kind: str, queue: Any, results: Any) -> Any:
 
 
 def role_worker(url: str, project: str, n: int, kind: str) -> None:
-    """Idle worker (n == 0) until stdin closes; else wait for "go" on stdin and print the
-    drain rate of n tasks measured here."""
+    """A worker until stdin closes (n == 0: from the start; n < 0: from a "go" line); with
+    n > 0, from "go" until it has run n tasks, printing its drain rate."""
     if kind == "async":
 
         async def run() -> None:
@@ -76,9 +78,11 @@ def role_worker(url: str, project: str, n: int, kind: str) -> None:
             await queue.count()  # connected (and schema made) before "ready"
             worker = _worker(kind, queue, results)
             loop = asyncio.get_running_loop()
-            if n == 0:
-                await worker.start()
+            if n <= 0:
                 print("ready", flush=True)
+                if n < 0:
+                    await loop.run_in_executor(None, sys.stdin.readline)
+                await worker.start()
                 await loop.run_in_executor(None, sys.stdin.read)
                 await worker.stop()
             else:
@@ -96,9 +100,11 @@ def role_worker(url: str, project: str, n: int, kind: str) -> None:
     ):
         queue.count()
         worker = _worker(kind, queue, results)
-        if n == 0:
-            worker.start()
+        if n <= 0:
             print("ready", flush=True)
+            if n < 0:
+                sys.stdin.readline()
+            worker.start()
             sys.stdin.read()
             worker.stop()
         else:
@@ -236,19 +242,35 @@ def idle_and_round_trip(
     return [idle, p50, p95]
 
 
-def drain(url: str, project: str, n: int, kind: str) -> float:
-    """Tasks/s of a worker process over n tasks a producer process enqueued."""
-    worker = _spawn("worker", url, project, n, kind)
+def drain(url: str, project: str, n: int, kind: str, processes: int = 1) -> float:
+    """Tasks/s of worker processes over n tasks a producer process enqueued: measured in the
+    worker (one process) or by this process counting successes (several)."""
+    workers = [_spawn("worker", url, project, n if processes == 1 else -1, kind)]
+    workers += [_spawn("worker", url, project, -1, kind) for _ in range(processes - 1)]
     try:
-        _ready(worker)
+        for worker in workers:
+            _ready(worker)
         _result(_spawn("fill", url, project, n, kind))
-        assert worker.stdin is not None
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-        return _result(worker)[0]
+        with TaskQueue.from_url(url, project_name=project) as queue:
+            started = time.perf_counter()
+            for worker in workers:
+                assert worker.stdin is not None
+                worker.stdin.write("go\n")
+                worker.stdin.flush()
+            if processes == 1:
+                return _result(workers[0])[0]
+            while queue.count(status="success") < n:
+                time.sleep(0.01)
+            return n / (time.perf_counter() - started)
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        for worker in workers:
+            if worker.poll() is None:
+                assert worker.stdin is not None
+                worker.stdin.close()
+                try:
+                    worker.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
 
 
 # --- backends: a fresh URL per run ----------------------------------------------------------
@@ -299,6 +321,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--worker", choices=["thread", "async"], default="thread")
     parser.add_argument("--idle-window", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, default=2, help="worker processes, 2nd drain")
     parser.add_argument("--role", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role:
@@ -325,6 +348,9 @@ def main() -> None:
             add("round trip p95 (ms)", p95)
             add(f"idle worker CPU (% of a core over {args.idle_window:g} s)", idle)
             add(f"drain {n:,} tasks, worker process, producer process", drain(*fresh(), n, kind))
+            if args.processes > 1:
+                rate = drain(*fresh(), n, kind, args.processes)
+                add(f"drain {n:,} tasks, {args.processes} worker processes", rate)
     worker = "AsyncWorker" if kind == "async" else "ThreadPoolWorker"
     print(f"\n{args.backend}, {worker}({SLOTS}), medians of {args.repeat}:\n")
     print("| figure | median | runs |")
