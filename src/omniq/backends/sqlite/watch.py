@@ -35,6 +35,7 @@ log = logging.getLogger("omniq")
 # header, ~1.2% reading data_version (1 ms: ~2.1%).
 INTERVAL_S = 0.002
 _HEADER = 48  # bytes of the WAL index header's first copy (it holds a per-commit counter)
+_LOOKS = 50  # looks between two questions whether anyone still waits (100 ms)
 _RETRY_S = 0.1  # after a failed look (the file not created yet, say)
 _IDLE_EXIT_S = 10.0  # without waiters this long, the thread closes its connection and ends
 
@@ -75,15 +76,22 @@ class Watcher:
         try:
             while True:
                 self._wake.clear()
-                watched = self._watched()
-                if not watched:
+                if not self._watched():
                     if self._idle():
                         return
                     continue
                 try:
                     if look is None:
                         look = _Look(self.path)
-                    mark = look.mark()
+                    # Whether anyone still waits is asked again only every _LOOKS looks (and on
+                    # a change): per look, that question would cost more than the look itself.
+                    for _ in range(_LOOKS):
+                        mark = look.mark()
+                        if mark != seen:
+                            for signal, probe, keys in self._watched():
+                                signal.notify(None if seen is None else _targets(look, probe, keys))
+                            seen = mark
+                        time.sleep(INTERVAL_S)
                 except (sqlite3.Error, OSError, ValueError):
                     # Not there yet, or broken: waiters fall back on their own timeouts.
                     log.debug("watching SQLite database %s failed", self.path, exc_info=True)
@@ -91,12 +99,6 @@ class Watcher:
                         look.close()
                     look, seen = None, None
                     time.sleep(_RETRY_S)
-                    continue
-                if mark != seen:
-                    for signal, probe, keys in watched:
-                        signal.notify(None if seen is None else _targets(look.conn, probe, keys))
-                    seen = mark
-                time.sleep(INTERVAL_S)
         finally:
             if look is not None:
                 look.close()
@@ -117,11 +119,9 @@ class Watcher:
             return True
 
 
-def _targets(
-    conn: sqlite3.Connection, probe: Probe, keys: list[Hashable]
-) -> Iterable[Hashable] | None:
+def _targets(look: _Look, probe: Probe, keys: list[Hashable]) -> Iterable[Hashable] | None:
     try:
-        return probe(conn, keys)
+        return probe(look.conn, keys)
     except sqlite3.Error:  # let the waiters look for themselves
         log.debug("probing SQLite database failed", exc_info=True)
         return None
