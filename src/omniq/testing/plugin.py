@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,26 +20,26 @@ from omniq.testing.facade import TestOmniQ
 __all__ = ["omniq", "omniq_eager", "omniq_sqlite"]
 
 
-def _project() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
+def _open(**options: Any) -> TestOmniQ:
+    return TestOmniQ(project_name=f"test-{uuid.uuid4().hex[:12]}", **options)
 
 
 @pytest.fixture
 def omniq() -> Iterator[TestOmniQ]:
     """A ``TestOmniQ`` in memory: enqueue, then ``omniq.drain()`` runs everything."""
-    with TestOmniQ(project_name=_project()) as oq:
+    with _open() as oq:
         yield oq
 
 
 @pytest.fixture
 def omniq_eager() -> Iterator[TestOmniQ]:
     """A ``TestOmniQ`` in memory whose enqueues run their tasks before returning."""
-    with TestOmniQ(project_name=_project(), eager=True) as oq:
+    with _open(eager=True) as oq:
         yield oq
 
 
 @pytest.fixture
 def omniq_sqlite(tmp_path: Path) -> Iterator[TestOmniQ]:
     """A ``TestOmniQ`` on an SQLite database in ``tmp_path``."""
-    with TestOmniQ(project_name=_project(), base_dir=str(tmp_path / "omniq")) as oq:
+    with _open(base_dir=str(tmp_path / "omniq")) as oq:
         yield oq
