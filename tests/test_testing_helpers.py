@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from taskfns import async_sleep
 
 from omniq import SerializationError, TaskFailedError, TaskStatus
 from omniq.testing import AsyncTestOmniQ, TestOmniQ
@@ -113,6 +114,14 @@ def test_eager_tasks_that_enqueue_tasks_and_workflows_run_to_their_end() -> None
         assert oq.get_result(child).value == 42
         final = oq.enqueue_workflow(chain(call(add, {"a": 1, "b": 2}), call(async_double)))
         assert oq.get_result(final).value == 6
+
+
+def test_a_drain_that_times_out_says_so_and_hands_running_tasks_back() -> None:
+    with TestOmniQ() as oq:
+        task_id = oq.enqueue(async_sleep, {"seconds": 60})
+        with pytest.raises(TimeoutError, match="1 tasks still unfinished"):
+            oq.drain(timeout=0.2)
+        assert oq.get_task(task_id).status is TaskStatus.PENDING
 
 
 def test_drain_on_sqlite(tmp_path: Path) -> None:

@@ -97,12 +97,13 @@ class AsyncTestOmniQ(AsyncOmniQ):
         Delays (``run_at``/``run_in``, retry backoff) are skipped; dependents run once their
         dependencies succeed; tasks enqueued by tasks run too. Returns the results of the tasks
         that ended during the call, by task id in enqueue order. Starts the worker for the
-        call (and stops it after) unless one is running; schedules are not fired.
+        call (and stops it after) unless one is running; schedules are not fired. After
+        ``timeout`` seconds: ``TimeoutError``, and the tasks still running go back to the queue.
         """
         if self._draining:
             raise ConfigError("drain: already draining (a task cannot drain its own queue)")
         self._draining = True
-        own_worker = self.worker is None
+        own_worker, finished = self.worker is None, False
         try:
             if own_worker:
                 await self.start_worker(scheduler=False)
@@ -113,9 +114,11 @@ class AsyncTestOmniQ(AsyncOmniQ):
                 self.worker,
                 self.drain_timeout if timeout is None else timeout,
             )
+            finished = True
         finally:
             if own_worker:
-                await self.stop_worker()
+                # After a timeout, tasks still running are stopped and handed back at once.
+                await self.stop_worker(None if finished else 0)
             self._draining = False
         if self.raise_errors if raise_errors is None else raise_errors:
             for result in results.values():
