@@ -1,0 +1,1 @@
+"""Integrations with frameworks (each in its own subpackage, importing its framework only there)."""
