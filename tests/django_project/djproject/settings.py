@@ -42,7 +42,7 @@ else:
 TASKS = {
     "default": {
         "BACKEND": "omniq.contrib.django.OmniQBackend",
-        "QUEUES": ["default", "emails"],
+        "QUEUES": ["default", "emails", "children"],
         "OPTIONS": {
             "url": OMNIQ_URL,
             "project_name": os.environ["DJANGO_TEST_PROJECT"],

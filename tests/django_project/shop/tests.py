@@ -20,7 +20,7 @@ from shop import tasks
 from shop.models import Order
 
 PROJECT = Path(__file__).resolve().parent.parent
-WORKER = ["manage.py", "omniq_worker", "--worker-type", "thread_pool", "--max-workers", "1"]
+WORKER = ["manage.py", "omniq_worker", "--max-workers", "1"]
 
 
 def wait_until(predicate, timeout=20.0, what="condition"):
@@ -50,16 +50,19 @@ def manage(*args):
     )
 
 
-class WorkerTests(TransactionTestCase):
-    """Against one worker process started with the test database."""
+class WorkerProcess(TransactionTestCase):
+    """A worker process started with the test database for the class's tests."""
+
+    options: list[str] = []
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         env = {**os.environ, "DJANGO_DB_NAME": connection.settings_dict["NAME"]}
-        cls.log = open(Path(os.environ["DJANGO_DATA_DIR"]) / "worker.log", "w+")  # noqa: SIM115
+        log_name = f"worker-{cls.__name__}.log"
+        cls.log = open(Path(os.environ["DJANGO_DATA_DIR"]) / log_name, "w+")  # noqa: SIM115
         cls.worker = subprocess.Popen(
-            [sys.executable, *WORKER, "--queues", "default,emails"],
+            [sys.executable, *WORKER, *cls.options],
             cwd=PROJECT,
             env=env,
             stdout=cls.log,
@@ -75,6 +78,10 @@ class WorkerTests(TransactionTestCase):
         cls.log.close()
         super().tearDownClass()
         assert code == 0, f"worker exited {code}:\n{output}"
+
+
+class WorkerTests(WorkerProcess):
+    options = ["--worker-type", "thread_pool", "--queues", "default,emails"]
 
     def test_a_successful_task_maps_status_value_attempts_and_times(self):
         result = finished(tasks.add.enqueue(2, 3))
@@ -140,6 +147,16 @@ class WorkerTests(TransactionTestCase):
         self.assertEqual(get_omniq().get_result(task_id, wait=True, timeout=20).unwrap(), 42)
 
 
+class ProcessPoolWorkerTests(WorkerProcess):
+    """Tasks in a spawned child process, which runs Django's setup itself."""
+
+    options = ["--worker-type", "process_pool", "--queues", "children"]
+
+    def test_a_task_in_a_child_process_uses_the_orm(self):
+        result = finished(tasks.create_order.using(queue_name="children").enqueue("pen"))
+        self.assertEqual(Order.objects.get(pk=result.return_value).item, "pen")
+
+
 class BackendTests(SimpleTestCase):
     def test_flags_say_what_the_backend_does(self):
         backend = default_task_backend
@@ -149,6 +166,9 @@ class BackendTests(SimpleTestCase):
     def test_unknown_ids_and_invalid_tasks_are_django_s_errors(self):
         with self.assertRaises(TaskResultDoesNotExist):
             default_task_backend.get_result("no-such-task")
+        not_django = get_omniq().enqueue(tasks.multiply, {"a": 1, "b": 2}, queue_name="elsewhere")
+        with self.assertRaises(TaskResultDoesNotExist):
+            default_task_backend.get_result(not_django)
         with self.assertRaises(InvalidTask):
             tasks.add.using(queue_name="nowhere")
         with self.assertRaises(TypeError):  # Django's JSON check, before anything is stored

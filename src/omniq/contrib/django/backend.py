@@ -21,6 +21,8 @@ from omniq.contrib.django.runner import run_task
 
 __all__ = ["OmniQBackend"]
 
+_RUNNER = f"{run_task.__module__}:{run_task.__qualname__}"
+
 
 class OmniQBackend(BaseTaskBackend):
     """Enqueues Django tasks into OmniQ and reads their results back.
@@ -99,9 +101,10 @@ def _call_of(oq: OmniQ, stored: Any) -> dict[str, Any]:
     queue = oq.task_queue
     serializer = queue.serializer
     payload = serializer.unseal(stored.payload, "task", queue.project_name, stored.id)
-    func, _, call = serializer.decode_call(payload)
-    if func is not run_task:
+    # Checked before decoding, which would import (or unpickle) another task's function.
+    if serializer.function_ref(payload) != _RUNNER:
         raise TaskResultDoesNotExist(f"{stored.id} is not a Django task")
+    _, _, call = serializer.decode_call(payload)
     return call
 
 
