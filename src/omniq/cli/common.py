@@ -60,7 +60,6 @@ class State:
         set_log_level(self.log_level, disabled=oq.settings.DISABLE_LOGGING)
         return oq
 
-
     def configured(self) -> OmniQ:
         """The facade ``--config`` (else the ``OMNIQ_*`` variables) describes; integrations
         that configure OmniQ otherwise (Django's settings) override this."""

@@ -18,6 +18,7 @@ from omniq import OmniQ
 from omniq.contrib.django import config
 from omniq.contrib.django.results import django_result
 from omniq.contrib.django.runner import run_task
+from omniq.models import utcnow
 
 __all__ = ["OmniQBackend"]
 
@@ -65,7 +66,7 @@ class OmniQBackend(BaseTaskBackend):
             task=task,
             id=task_id,
             status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
+            enqueued_at=utcnow(),  # aware UTC, as get_result gives it
             started_at=None,
             last_attempted_at=None,
             finished_at=None,
