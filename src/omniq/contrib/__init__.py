@@ -1,1 +1,2 @@
-"""Integrations of OmniQ with frameworks (ASGI/FastAPI, Django)."""
+"""Integrations with frameworks (ASGI/FastAPI, Django): each in its own module or subpackage,
+importing its framework only there."""
