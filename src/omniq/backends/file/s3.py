@@ -1,0 +1,89 @@
+"""The store on S3 (s3fs): conditional writes make its create and rename race-safe between
+processes, as ``link`` and ``rename`` are on a local disk.
+
+- ``create`` is one PUT with ``If-None-Match: *``: of several creators of a name, exactly one
+  succeeds (idempotency keys).
+- ``unlink`` deletes with ``If-Match`` the version it has just seen: of several deleters,
+  exactly one is told the file was there.
+- ``rename`` (copy, then delete) learns the source's ETag, writes the destination, then deletes
+  the source with ``If-Match: <ETag>``: of several renames of one source, exactly one delete
+  succeeds, and each loser deletes the copy it wrote. A mover killed between its two steps
+  leaves the task in both places; it then runs again, which at-least-once delivery allows.
+
+The service must honour both conditions (AWS S3 does; so does moto, which the tests run
+against). :meth:`Store.locked` stays a lock of this process only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omniq.backends.file.store import _FsspecStore, _guard
+
+__all__ = ["S3Store"]
+
+# A destination every mover of a source names alike (a final task's one file): whoever wins
+# wrote the same bytes there, so a loser must not delete it.
+_SHARED_HOMES = ("queue/done/",)
+
+
+class S3Store(_FsspecStore):
+    """:class:`~omniq.backends.file.store.Store` on an ``s3fs.S3FileSystem``."""
+
+    def _key(self, rel: str) -> dict[str, str]:
+        bucket, key, _ = self.fs.split_path(self._p(rel))
+        return {"Bucket": bucket, "Key": key}
+
+    def create(self, rel: str, data: bytes) -> bool:
+        with self._box.lock, _guard("create", rel):
+            try:
+                self.fs.pipe_file(self._p(rel), data, IfNoneMatch="*")
+            except FileExistsError:
+                return False
+            return True
+
+    def unlink(self, rel: str) -> bool:
+        # S3 answers a DELETE of a missing key with success: delete the version just seen, so
+        # of several deleters exactly one learns it was there.
+        with self._box.lock, _guard("delete", rel):
+            try:
+                while True:
+                    etag = self.fs.call_s3("head_object", **self._key(rel))["ETag"]
+                    try:
+                        self.fs.call_s3("delete_object", IfMatch=etag, **self._key(rel))
+                        return True
+                    except OSError as exc:
+                        if not _precondition_failed(exc):
+                            raise
+                        # replaced meanwhile: delete the new version
+            except FileNotFoundError:
+                return False
+            finally:
+                self.fs.invalidate_cache(self._p(rel))
+
+    def rename(self, src: str, dst: str) -> bool:
+        with self._box.lock, _guard("rename", src):
+            try:
+                etag = self.fs.call_s3("head_object", **self._key(src))["ETag"]
+                data = self.fs.cat_file(self._p(src))
+            except FileNotFoundError:
+                return False
+            self.fs.pipe_file(self._p(dst), data)
+            try:
+                self.fs.call_s3("delete_object", IfMatch=etag, **self._key(src))
+            except OSError as exc:
+                if not isinstance(exc, FileNotFoundError) and not _precondition_failed(exc):
+                    raise
+                if not dst.startswith(_SHARED_HOMES):
+                    self.fs.rm_file(self._p(dst))  # another mover won: take our copy back
+                return False
+            finally:
+                self.fs.invalidate_cache(self._p(src))
+            return True
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether s3fs's error came from a failed ``If-Match`` (HTTP 412)."""
+    cause: Any = exc.__cause__
+    error = getattr(cause, "response", {}).get("Error", {})
+    return error.get("Code") in ("PreconditionFailed", "412")
