@@ -9,22 +9,27 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import pytest
 import taskfns
 from conftest import stop_process, wait_until_sync
 from servers.s3 import S3Server
 
 from omniq import OmniQ
+from omniq.backends.file import s3
 from omniq.backends.file.store import open_store
+from omniq.errors import StorageError
 from omniq.models import EventType, TaskStatus
 
 _ROUNDS = 15
 _RACERS = 3
 
 # Each racer waits for the gate file, then races the others on every name: rename a shared
-# source to a destination of its own, create a shared name, delete a shared file.
+# source to a destination of its own, create a shared name, delete a shared file, and add one
+# to a shared counter under the store's lock.
 _RACER = """
 import json, os, sys, time
 from omniq.backends.file.store import open_store
@@ -40,13 +45,17 @@ for i in range(int(sys.argv[6])):
         won["create"].append(i)
     if store.unlink(f"doomed/{i}"):
         won["unlink"].append(i)
+    with store.locked("counter.lock"):
+        count = int(store.read("counter") or b"0")
+        store.write("counter", str(count + 1).encode())
 print(json.dumps(won))
 """
 
 
 def test_racing_processes_each_win_a_name_once(s3_server: S3Server, tmp_path: Path) -> None:
     """Given files on S3 and racers in separate processes, when all race on the same names,
-    then each rename, create and delete has exactly one winner and no copy is left behind."""
+    then each rename, create and delete has exactly one winner, no copy is left behind, and the
+    lock let no increment of the counter be lost."""
     project, gate = f"t{uuid.uuid4().hex[:12]}", tmp_path / "go"
     base, options = s3_server.base_dir(), s3_server.storage_options
     store = open_store(base, options, project)
@@ -76,9 +85,27 @@ def test_racing_processes_each_win_a_name_once(s3_server: S3Server, tmp_path: Pa
         str(i) for i in range(_ROUNDS)
     }
     assert store.listdir("src") == [] and store.listdir("doomed") == []
+    assert store.read("counter") == str(_RACERS * _ROUNDS).encode()
+    assert store.read("counter.lock") is None
     winners = {i: n for n, won in enumerate(outputs) for i in won["rename"]}
     for i in range(_ROUNDS):
         assert store.read(f"dst/{i}.{winners[i]}") == f"task {i}".encode()
+
+
+def test_a_lock_left_by_a_dead_holder_is_taken_over_once_expired(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given lock objects on S3, a live one is waited for (then a StorageError), and one whose
+    holder died (expired) is taken over and released."""
+    monkeypatch.setattr(s3, "LOCK_WAIT", 0.3)
+    store = open_store(s3_server.base_dir(), s3_server.storage_options, f"t{uuid.uuid4().hex}")
+    store.write("live.lock", f"{time.time() + 60}".encode())
+    with pytest.raises(StorageError, match="still taken"), store.locked("live.lock"):
+        pass
+    store.write("dead.lock", f"{time.time() - 1}".encode())
+    with store.locked("dead.lock"):
+        assert float(store.read("dead.lock") or 0) > time.time()
+    assert store.read("dead.lock") is None
 
 
 def test_two_worker_commands_drain_one_s3_queue(s3_server: S3Server, tmp_path: Path) -> None:

@@ -10,15 +10,24 @@ processes, as ``link`` and ``rename`` are on a local disk.
   succeeds, and each loser deletes the copy it wrote. A mover killed between its two steps
   leaves the task in both places; it then runs again, which at-least-once delivery allows.
 
+- ``locked`` creates a lock object with ``If-None-Match: *`` holding its expiry, and deletes it
+  with ``If-Match`` on its own ETag. A holder that died leaves it behind: once expired
+  (``LOCK_WAIT`` after it was taken, by the clocks of the hosts involved) a waiter takes it over
+  with ``If-Match`` on the ETag it read, so of several waiters one wins.
+
 The service must honour both conditions (AWS S3 does; so does moto, which the tests run
-against). :meth:`Store.locked` stays a lock of this process only.
+against).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
-from omniq.backends.file.store import _FsspecStore, _guard
+from omniq.backends.file.store import LOCK_WAIT, _FsspecStore, _guard
+from omniq.errors import StorageError
 
 __all__ = ["S3Store"]
 
@@ -80,6 +89,54 @@ class S3Store(_FsspecStore):
             finally:
                 self.fs.invalidate_cache(self._p(src))
             return True
+
+    @contextlib.contextmanager
+    def locked(self, rel: str) -> Iterator[None]:
+        # This process's threads queue on the location's lock; processes on the lock object.
+        if not self._box.lock.acquire(timeout=LOCK_WAIT):
+            raise StorageError(f"file storage: lock {rel!r} still taken after {LOCK_WAIT:g} s")
+        try:
+            with _guard("lock", rel):
+                etag = self._take_lock(rel, time.monotonic() + LOCK_WAIT)
+            try:
+                yield
+            finally:
+                with _guard("unlock", rel), contextlib.suppress(FileNotFoundError):
+                    try:
+                        self.fs.call_s3("delete_object", IfMatch=etag, **self._key(rel))
+                    except OSError as exc:
+                        if not _precondition_failed(exc):
+                            raise  # else: taken over after it expired, no longer ours
+        finally:
+            self._box.lock.release()
+
+    def _take_lock(self, rel: str, deadline: float) -> str:
+        """Create the lock object, or take over an expired one; its ETag once held."""
+        delay = 0.005
+        while True:
+            mine = f"{time.time() + LOCK_WAIT:.6f}".encode()
+            try:
+                return self.fs.pipe_file(self._p(rel), mine, IfNoneMatch="*")["ETag"]
+            except FileExistsError:
+                pass
+            try:
+                etag = self.fs.call_s3("head_object", **self._key(rel))["ETag"]
+                held_until = float(self.fs.cat_file(self._p(rel)) or 0)
+            except FileNotFoundError:
+                continue  # released meanwhile
+            except ValueError:
+                held_until = 0.0  # unreadable: treat as expired
+            if held_until < time.time():
+                try:
+                    return self.fs.pipe_file(self._p(rel), mine, IfMatch=etag)["ETag"]
+                except OSError as exc:
+                    if not _precondition_failed(exc) and not isinstance(exc, FileNotFoundError):
+                        raise
+                    continue  # another waiter took it over, or it was released
+            if time.monotonic() >= deadline:
+                raise StorageError(f"file storage: lock {rel!r} still taken after {LOCK_WAIT:g} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _precondition_failed(exc: BaseException) -> bool:

@@ -6,10 +6,11 @@ Local disk goes straight to :mod:`os`, where ``rename`` is atomic between proces
 of several renames of the same source succeeds) and ``link`` creates a file exclusively with its
 full content; :meth:`Store.locked` is an ``flock`` on a lock file (``msvcrt.locking`` where there
 is no ``fcntl``), which excludes other processes and other threads alike, and which the kernel
-releases when its holder dies. On S3, conditional writes give ``create`` and ``rename`` the
-same guarantee (:mod:`.s3`). Other filesystems (``memory://``, ``gs://``, ...) give none across
-processes; there every operation, and every :meth:`Store.locked` section (on S3 too), runs under
-one lock per location, which makes them atomic between the threads of this process only.
+releases when its holder dies. On S3, conditional writes give ``create``, ``rename``,
+``unlink`` and :meth:`Store.locked` the same guarantees (:mod:`.s3`). Other filesystems
+(``memory://``, ``gs://``, ...) give none across processes; there every operation, and every
+:meth:`Store.locked` section, runs under one lock per location, which makes them atomic between
+the threads of this process only.
 
 Every method blocks: call them from a worker thread, never on the event loop. "Not found" is a
 normal answer (``None``/``False``/``[]``); any other ``OSError`` becomes a
