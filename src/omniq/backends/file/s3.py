@@ -1,5 +1,5 @@
-"""The store on S3 (s3fs): conditional writes make its create and rename race-safe between
-processes, as ``link`` and ``rename`` are on a local disk.
+"""The store on S3 (s3fs): conditional requests make its create, rename, delete and lock
+race-safe between processes, as ``link``, ``rename`` and ``flock`` are on a local disk.
 
 - ``create`` is one PUT with ``If-None-Match: *``: of several creators of a name, exactly one
   succeeds (idempotency keys).
@@ -9,14 +9,13 @@ processes, as ``link`` and ``rename`` are on a local disk.
   the source with ``If-Match: <ETag>``: of several renames of one source, exactly one delete
   succeeds, and each loser deletes the copy it wrote. A mover killed between its two steps
   leaves the task in both places; it then runs again, which at-least-once delivery allows.
-
 - ``locked`` creates a lock object with ``If-None-Match: *`` holding its expiry, and deletes it
   with ``If-Match`` on its own ETag. A holder that died leaves it behind: once expired
   (``LOCK_WAIT`` after it was taken, by the clocks of the hosts involved) a waiter takes it over
   with ``If-Match`` on the ETag it read, so of several waiters one wins.
 
-The service must honour both conditions (AWS S3 does; so does moto, which the tests run
-against).
+The service must honour ``If-None-Match`` and ``If-Match`` on PUT and ``If-Match`` on DELETE
+(AWS S3 does; so does moto, which the tests run against).
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ __all__ = ["S3Store"]
 # A destination every mover of a source names alike (a final task's one file): whoever wins
 # wrote the same bytes there, so a loser must not delete it.
 _SHARED_HOMES = ("queue/done/",)
+_CONFLICT_RETRIES = 8
 
 
 class S3Store(_FsspecStore):
@@ -43,10 +43,22 @@ class S3Store(_FsspecStore):
         bucket, key, _ = self.fs.split_path(self._p(rel))
         return {"Bucket": bucket, "Key": key}
 
+    def _put(self, rel: str, data: bytes, **condition: str) -> str:
+        """A conditional PUT; the new ETag."""
+        for _ in range(_CONFLICT_RETRIES):
+            try:
+                return self.fs.pipe_file(self._p(rel), data, **condition)["ETag"]
+            except OSError as exc:
+                # AWS answers 409 to a conditional PUT racing another one: try again, and learn
+                # from the next answer which one won.
+                if _error_code(exc) != "ConditionalRequestConflict":
+                    raise
+        raise StorageError(f"file storage: {rel!r}: conditional writes kept conflicting")
+
     def create(self, rel: str, data: bytes) -> bool:
         with self._box.lock, _guard("create", rel):
             try:
-                self.fs.pipe_file(self._p(rel), data, IfNoneMatch="*")
+                self._put(rel, data, IfNoneMatch="*")
             except FileExistsError:
                 return False
             return True
@@ -116,7 +128,7 @@ class S3Store(_FsspecStore):
         while True:
             mine = f"{time.time() + LOCK_WAIT:.6f}".encode()
             try:
-                return self.fs.pipe_file(self._p(rel), mine, IfNoneMatch="*")["ETag"]
+                return self._put(rel, mine, IfNoneMatch="*")
             except FileExistsError:
                 pass
             try:
@@ -128,7 +140,7 @@ class S3Store(_FsspecStore):
                 held_until = 0.0  # unreadable: treat as expired
             if held_until < time.time():
                 try:
-                    return self.fs.pipe_file(self._p(rel), mine, IfMatch=etag)["ETag"]
+                    return self._put(rel, mine, IfMatch=etag)
                 except OSError as exc:
                     if not _precondition_failed(exc) and not isinstance(exc, FileNotFoundError):
                         raise
@@ -139,8 +151,12 @@ class S3Store(_FsspecStore):
             delay = min(delay * 2, 0.05)
 
 
+def _error_code(exc: BaseException) -> str | None:
+    """The S3 error code behind s3fs's ``OSError`` (botocore's error is its cause)."""
+    cause: Any = exc.__cause__
+    return getattr(cause, "response", {}).get("Error", {}).get("Code")
+
+
 def _precondition_failed(exc: BaseException) -> bool:
     """Whether s3fs's error came from a failed ``If-Match`` (HTTP 412)."""
-    cause: Any = exc.__cause__
-    error = getattr(cause, "response", {}).get("Error", {})
-    return error.get("Code") in ("PreconditionFailed", "412")
+    return _error_code(exc) in ("PreconditionFailed", "412")
