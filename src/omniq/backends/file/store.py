@@ -6,9 +6,11 @@ Local disk goes straight to :mod:`os`, where ``rename`` is atomic between proces
 of several renames of the same source succeeds) and ``link`` creates a file exclusively with its
 full content; :meth:`Store.locked` is an ``flock`` on a lock file (``msvcrt.locking`` where there
 is no ``fcntl``), which excludes other processes and other threads alike, and which the kernel
-releases when its holder dies. Other filesystems (``memory://``, ``s3://``, ...) give no such
-guarantee across processes; there every operation, and every :meth:`Store.locked` section, runs
-under one lock per location, which makes them atomic between the threads of this process only.
+releases when its holder dies. On S3, conditional writes give ``create``, ``rename``,
+``unlink`` and :meth:`Store.locked` the same guarantees (:mod:`.s3`). Other filesystems
+(``memory://``, ``gs://``, ...) give none across processes; there every operation, and every
+:meth:`Store.locked` section, runs under one lock per location, which makes them atomic between
+the threads of this process only.
 
 Every method blocks: call them from a worker thread, never on the event loop. "Not found" is a
 normal answer (``None``/``False``/``[]``); any other ``OSError`` becomes a
@@ -146,7 +148,17 @@ def open_store(
         root = os.path.abspath(root)
         warn_if_shared(root)
         return _LocalStore(url, os.path.join(root, safe_name(project)), modes)
-    return _FsspecStore(url, posixpath.join(root, safe_name(project)), fs)
+    base = posixpath.join(root, safe_name(project))
+    if "s3" in _protocols(fs):
+        from omniq.backends.file.s3 import S3Store
+
+        return S3Store(url, base, fs)
+    return _FsspecStore(url, base, fs)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 class Store:
