@@ -29,6 +29,7 @@ sys.path += [str(HERE), str(HERE.parent / "tests")]
 import asyncpg  # noqa: E402
 import bench_tasks  # noqa: E402
 
+from omniq.backends.postgres._twins import PostgresResultStorage  # noqa: E402
 from omniq.backends.postgres.connection import SERVER_SETTINGS  # noqa: E402
 from omniq.backends.postgres.queue import (  # noqa: E402
     AsyncPostgresTaskQueue,
@@ -36,7 +37,7 @@ from omniq.backends.postgres.queue import (  # noqa: E402
     _claim_sql,
 )
 from omniq.backends.postgres.sql import QUERIES  # noqa: E402
-from omniq.backends.postgres.storage import AsyncPostgresResultStorage, PostgresResultStorage  # noqa: E402
+from omniq.backends.postgres.storage import AsyncPostgresResultStorage  # noqa: E402
 from omniq.models import utcnow  # noqa: E402
 from omniq.workers import AsyncWorker, ThreadPoolWorker  # noqa: E402
 

@@ -17,7 +17,8 @@ from conftest import modes_under
 
 from omniq.backends.file import TaskDir, open_store
 from omniq.backends.file import layout as L
-from omniq.backends.file.queue import AsyncFileTaskQueue, FileTaskQueue
+from omniq.backends.file._twins import FileTaskQueue
+from omniq.backends.file.queue import AsyncFileTaskQueue
 from omniq.backends.file.storage import (
     AsyncFileEventStorage,
     AsyncFileResultStorage,

@@ -3,10 +3,10 @@ a dict (``omniq.queue`` etc. hold the classes themselves)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
+from omniq._sync import twin_of
 from omniq.backend.base import Backend, component_class
 from omniq.errors import ConfigError
 from omniq.urls import parse_url
@@ -15,9 +15,8 @@ __all__ = ["EventStore", "ResultStore", "TaskQueue", "sync_twin_of"]
 
 
 def sync_twin_of(async_cls: type[Any]) -> type[Any]:
-    """The sync twin declared next to an ``Async*`` class."""
-    name = async_cls.__name__.removeprefix("Async")
-    twin = getattr(sys.modules[async_cls.__module__], name, None)
+    """The sync twin of an ``Async*`` class."""
+    twin = twin_of(async_cls)
     if twin is None:
         raise ConfigError(f"{async_cls.__name__} has no sync twin")
     return twin

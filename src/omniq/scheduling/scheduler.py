@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from omniq._sync import SyncTwin, as_async
+from omniq._sync import as_async
 from omniq._tasks import cancel_and_wait, wait_within
 from omniq.errors import ConfigError, SignatureError
 from omniq.models import (
@@ -42,7 +42,7 @@ from omniq.models import (
 from omniq.queue.base import enqueued_event, new_id
 from omniq.scheduling.timing import check_timing, first_run, next_run, resumed_run
 
-__all__ = ["AsyncScheduler", "Scheduler"]
+__all__ = ["AsyncScheduler",]
 
 logger = logging.getLogger("omniq.scheduler")
 
@@ -467,7 +467,3 @@ def _finish_if_over(schedule: Schedule) -> Schedule:
     if over and schedule.status is ScheduleStatus.ACTIVE:
         return schedule.evolve(status=ScheduleStatus.FINISHED, next_run_at=None)
     return schedule
-
-
-class Scheduler(SyncTwin, twin=AsyncScheduler):
-    """Sync twin of :class:`AsyncScheduler`."""

@@ -18,15 +18,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from omniq._sync import SyncTwin
 from omniq.context import TaskContext
 from omniq.errors import ConfigError
 from omniq.models import Task
 from omniq.workers._children import _ERROR, _PERMANENT, ChildPool, error_from
 from omniq.workers.base import BaseWorker, PermanentFailure, RemoteError
-from omniq.workers.thread_pool import run_until_signalled
 
-__all__ = ["AsyncProcessPoolWorker", "ProcessPoolWorker"]
+__all__ = ["AsyncProcessPoolWorker",]
 
 
 class AsyncProcessPoolWorker(BaseWorker):
@@ -113,12 +111,3 @@ class AsyncProcessPoolWorker(BaseWorker):
         if kind == _ERROR:
             raise RemoteError(error_from(data))
         return self.serializer.decode_value(data)
-
-
-class ProcessPoolWorker(SyncTwin, twin=AsyncProcessPoolWorker):
-    """Sync twin of :class:`AsyncProcessPoolWorker`: ``start()`` returns at once, ``run()``
-    blocks until SIGINT/SIGTERM."""
-
-    def run(self) -> None:
-        """Process until SIGINT/SIGTERM (or ``stop()`` from another thread), then stop."""
-        run_until_signalled(self)

@@ -118,7 +118,6 @@ from typing import Any
 
 from omniq._notify import channel
 from omniq._permissions import modes_of
-from omniq._sync import SyncTwin
 from omniq.backends.file import RecordDir, TaskDir, open_store, run
 from omniq.backends.file.layout import us
 from omniq.config import Settings
@@ -126,7 +125,7 @@ from omniq.models import FileTaskQueueConfig, Task, TaskStatus
 from omniq.queue.base import AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncFileTaskQueue", "FileTaskQueue"]
+__all__ = ["AsyncFileTaskQueue",]
 
 _WATCH_EVERY = 0.05  # seconds between looks at the pending directories of a local disk
 
@@ -270,7 +269,3 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
                     return
         finally:
             future.cancel()
-
-
-class FileTaskQueue(SyncTwin, twin=AsyncFileTaskQueue):
-    """Sync twin of :class:`AsyncFileTaskQueue`."""

@@ -29,7 +29,6 @@ import msgspec
 
 from omniq._notify import channel
 from omniq._permissions import modes_of
-from omniq._sync import SyncTwin
 from omniq.backends.file import next_seq, open_store, run, safe_name
 from omniq.backends.file.layout import us
 from omniq.config import Settings
@@ -46,8 +45,6 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncFileEventStorage",
     "AsyncFileResultStorage",
-    "FileEventStorage",
-    "FileResultStorage",
 ]
 
 log = logging.getLogger("omniq.backends.file.storage")
@@ -289,11 +286,3 @@ def _normalised(event: TaskEvent) -> TaskEvent:
     if event.timestamp.tzinfo is not None:
         return event
     return msgspec.structs.replace(event, timestamp=event.timestamp.replace(tzinfo=UTC))
-
-
-class FileResultStorage(SyncTwin, twin=AsyncFileResultStorage):
-    """Sync twin of :class:`AsyncFileResultStorage`."""
-
-
-class FileEventStorage(SyncTwin, twin=AsyncFileEventStorage):
-    """Sync twin of :class:`AsyncFileEventStorage`."""

@@ -17,12 +17,11 @@ from datetime import datetime
 from typing import Any
 
 from omniq._notify import Signal
-from omniq._sync import SyncTwin
 from omniq._tasks import wait_within
 from omniq.models import MemoryTaskQueueConfig, Task, TaskStatus
 from omniq.queue.base import CLAIMABLE, FINAL, AsyncTaskQueue
 
-__all__ = ["AsyncMemoryTaskQueue", "MemoryTaskQueue"]
+__all__ = ["AsyncMemoryTaskQueue",]
 
 _Entry = tuple[Any, ...]
 
@@ -301,7 +300,3 @@ def _now_ts() -> float:
     import time
 
     return time.time()
-
-
-class MemoryTaskQueue(SyncTwin, twin=AsyncMemoryTaskQueue):
-    """Sync twin of :class:`AsyncMemoryTaskQueue`."""

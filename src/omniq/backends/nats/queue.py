@@ -55,7 +55,6 @@ from typing import Any
 import msgspec
 
 from omniq._redact import redact
-from omniq._sync import SyncTwin
 from omniq.backends.nats import keys, records
 from omniq.backends.nats.client import CasConflict, Client, Entry, Write, acquire, delivery_info
 from omniq.backends.nats.keys import MARKER_TTL, decode_status, decode_task, encode_task
@@ -79,7 +78,7 @@ from omniq.models import Task, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncNATSTaskQueue", "NATSTaskQueue", "NATSTaskQueueConfig"]
+__all__ = ["AsyncNATSTaskQueue", "NATSTaskQueueConfig"]
 
 logger = logging.getLogger("omniq.nats")
 
@@ -678,7 +677,3 @@ def _task_id(msg: Any) -> str:
 
 def _replacement(new: Task) -> Callable[[Task], Task]:
     return lambda _: new
-
-
-class NATSTaskQueue(SyncTwin, twin=AsyncNATSTaskQueue):
-    """Sync twin of :class:`AsyncNATSTaskQueue`."""

@@ -31,7 +31,6 @@ import msgspec
 
 from omniq._notify import Signal
 from omniq._redact import redact
-from omniq._sync import SyncTwin
 from omniq.backends.nats.client import CasConflict, Client, Write, acquire
 from omniq.backends.nats.layout import (
     RESULTS_BUCKET,
@@ -47,7 +46,7 @@ from omniq.models import TaskResult, utcnow
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncResultStorage
 
-__all__ = ["AsyncNATSResultStorage", "NATSResultStorage", "NATSResultStorageConfig"]
+__all__ = ["AsyncNATSResultStorage", "NATSResultStorageConfig"]
 
 logger = logging.getLogger("omniq.nats")
 
@@ -263,7 +262,3 @@ def _ttl(result: TaskResult, now: datetime) -> str:
     if result.expires_at is None:
         return "never"
     return f"{max(1, math.ceil((result.expires_at - now).total_seconds()))}s"
-
-
-class NATSResultStorage(SyncTwin, twin=AsyncNATSResultStorage):
-    """Sync twin of :class:`AsyncNATSResultStorage`."""

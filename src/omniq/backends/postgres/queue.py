@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from omniq._sync import SyncTwin
 from omniq.backends.postgres import PostgresTaskQueueConfig, options_of
 from omniq.backends.postgres.codec import (
     MAX_PAYLOAD,
@@ -59,7 +58,7 @@ from omniq.models import Task, TaskResult, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueue", "PostgresTaskQueueConfig"]
+__all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueueConfig"]
 
 
 class AsyncPostgresTaskQueue(AsyncTaskQueue):
@@ -435,7 +434,3 @@ def _filters(
     if status is not None:
         clauses.append(f"AND status = '{TaskStatus(status).value}'")
     return " ".join(clauses), params
-
-
-class PostgresTaskQueue(SyncTwin, twin=AsyncPostgresTaskQueue):
-    """Sync twin of :class:`AsyncPostgresTaskQueue`."""

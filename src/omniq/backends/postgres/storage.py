@@ -17,7 +17,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-from omniq._sync import SyncTwin
 from omniq.backends.postgres import (
     PostgresEventStorageConfig,
     PostgresResultStorageConfig,
@@ -36,9 +35,7 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncPostgresEventStorage",
     "AsyncPostgresResultStorage",
-    "PostgresEventStorage",
     "PostgresEventStorageConfig",
-    "PostgresResultStorage",
     "PostgresResultStorageConfig",
 ]
 
@@ -267,11 +264,3 @@ class AsyncPostgresEventStorage(AsyncEventStorage):
             QUERIES["delete_events_before"], self.project_name, before, retry=True
         )
         return int(status.split()[-1])
-
-
-class PostgresResultStorage(SyncTwin, twin=AsyncPostgresResultStorage):
-    """Sync twin of :class:`AsyncPostgresResultStorage`."""
-
-
-class PostgresEventStorage(SyncTwin, twin=AsyncPostgresEventStorage):
-    """Sync twin of :class:`AsyncPostgresEventStorage`."""

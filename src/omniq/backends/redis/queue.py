@@ -47,7 +47,6 @@ from typing import Any
 
 import msgspec
 
-from omniq._sync import SyncTwin
 from omniq.backends.redis.client import (
     Connection,
     LocalPeers,
@@ -66,7 +65,7 @@ from omniq.models import Task, TaskStatus
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncRedisTaskQueue", "RedisTaskQueue", "RedisTaskQueueConfig"]
+__all__ = ["AsyncRedisTaskQueue", "RedisTaskQueueConfig"]
 
 _PURGE_BATCH = 1000
 _SUBSCRIBE_WAIT = 1.0  # how long a waiter waits for the wake-up subscription to come up
@@ -418,7 +417,3 @@ def _from_hash(task_id: str, values: list[bytes | None]) -> Task | None:
     if values[0] is None:
         return None
     return _task_from_fields([task_id, *values[:-1]], values[-1])
-
-
-class RedisTaskQueue(SyncTwin, twin=AsyncRedisTaskQueue):
-    """Sync twin of :class:`AsyncRedisTaskQueue`."""

@@ -20,7 +20,6 @@ from datetime import datetime
 
 import msgspec
 
-from omniq._sync import SyncTwin
 from omniq.backends.redis.client import (
     Connection,
     LocalPeers,
@@ -40,7 +39,6 @@ from omniq.storage.base import AsyncResultStorage
 __all__ = [
     "INLINE_RESULT_BYTES",
     "AsyncRedisResultStorage",
-    "RedisResultStorage",
     "RedisResultStorageConfig",
 ]
 
@@ -223,7 +221,3 @@ class AsyncRedisResultStorage(AsyncResultStorage):
                 end = offset + int(size)
                 self._waiters.wake(task_id, body[offset:end])
                 offset = end
-
-
-class RedisResultStorage(SyncTwin, twin=AsyncRedisResultStorage):
-    """Sync twin of :class:`AsyncRedisResultStorage`."""

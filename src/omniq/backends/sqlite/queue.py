@@ -21,7 +21,6 @@ from typing import Any
 
 from omniq._notify import channel
 from omniq._permissions import modes_of
-from omniq._sync import SyncTwin
 from omniq.backends.sqlite import database_path
 from omniq.backends.sqlite.codec import (
     error_json,
@@ -38,7 +37,7 @@ from omniq.models import SQLiteTaskQueueConfig, Task, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncSQLiteTaskQueue", "SQLiteTaskQueue"]
+__all__ = ["AsyncSQLiteTaskQueue",]
 
 _POLL_S = 0.025  # how often an idle waiter looks for commits by other processes
 
@@ -428,7 +427,3 @@ def _filters(
         clauses.append("AND status = :status")
         params["status"] = status.value
     return " ".join(clauses), params
-
-
-class SQLiteTaskQueue(SyncTwin, twin=AsyncSQLiteTaskQueue):
-    """Sync twin of :class:`AsyncSQLiteTaskQueue`."""

@@ -16,7 +16,6 @@ from typing import Any
 
 from omniq._notify import channel
 from omniq._permissions import modes_of
-from omniq._sync import SyncTwin
 from omniq.backends.sqlite import database_path
 from omniq.backends.sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
 from omniq.backends.sqlite.connection import SharedRunner, write
@@ -36,8 +35,6 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncSQLiteEventStorage",
     "AsyncSQLiteResultStorage",
-    "SQLiteEventStorage",
-    "SQLiteResultStorage",
 ]
 
 PathArg = str | os.PathLike[str]
@@ -205,11 +202,3 @@ def _query_events(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) ->
         except ROW_ERRORS as exc:
             raise StorageError(f"event row {row['id']} is corrupt: {exc}") from exc
     return events
-
-
-class SQLiteResultStorage(SyncTwin, twin=AsyncSQLiteResultStorage):
-    """Sync twin of :class:`AsyncSQLiteResultStorage`."""
-
-
-class SQLiteEventStorage(SyncTwin, twin=AsyncSQLiteEventStorage):
-    """Sync twin of :class:`AsyncSQLiteEventStorage`."""
