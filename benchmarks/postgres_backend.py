@@ -29,11 +29,10 @@ sys.path += [str(HERE), str(HERE.parent / "tests")]
 import asyncpg  # noqa: E402
 import bench_tasks  # noqa: E402
 
-from omniq.backends.postgres._twins import PostgresResultStorage  # noqa: E402
+from omniq.backends.postgres._twins import PostgresResultStorage, PostgresTaskQueue  # noqa: E402
 from omniq.backends.postgres.connection import SERVER_SETTINGS  # noqa: E402
 from omniq.backends.postgres.queue import (  # noqa: E402
     AsyncPostgresTaskQueue,
-    PostgresTaskQueue,
     _claim_sql,
 )
 from omniq.backends.postgres.sql import QUERIES  # noqa: E402

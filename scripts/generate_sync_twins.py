@@ -260,7 +260,7 @@ class ClassWriter:
                     continue
                 if isinstance(inspect.getattr_static(source, name, None), property):
                     continue
-                if annotation is not None:
+                if annotation is not None and not _holds_component(annotation):
                     self.imports.need(klass.__module__, annotation)
                     found[name] = self._rename(ast.unparse(annotation))
                 else:
@@ -306,7 +306,7 @@ class ClassWriter:
             own = {"Any", "Self", *(k.__name__ for k in source.__mro__)}
             returns = "Self" if returns in own else self._rename(returns)
             self.imports.lines.add("from typing import Self")
-            body = f"cls._build(partial({owner}.{name}, {call}))"
+            body = f"cls._build(partial({', '.join(filter(None, [f'{owner}.{name}', call]))}))"
             self._def(["@classmethod"], name, params, returns, node, body)
         elif kind == "static":
             self._def(["@staticmethod"], name, params, returns, node, f"{owner}.{name}({call})")
@@ -374,6 +374,12 @@ def _param_type(value: ast.expr | None, params: dict[str, ast.expr | None]) -> a
         if isinstance(first, ast.BinOp) and ast.unparse(first.right) == "None":
             return first.left
     return None
+
+
+def _holds_component(annotation: ast.expr) -> bool:
+    """Whether an attribute holds an async component, which a twin hands out as its sync twin
+    when it has one (so its declared type would be wrong): declared ``Any`` instead."""
+    return any(name.startswith("Async") or name == "BaseWorker" for name in _names(annotation))
 
 
 def _is_self_attr(node: ast.expr) -> bool:

@@ -147,15 +147,15 @@ class SyncTwin(Generic[A]):
         return _portal.run(coro)
 
     @classmethod
-    def _build(cls, factory: Callable[[], Any]) -> Any:
+    def _build(cls, factory: Callable[[], Any]) -> Self:
         """A classmethod's result: its async object wrapped in this twin, anything else as is."""
         result = _portal.call(factory)
         if isinstance(result, cls._async_class):
             return cls._wrap(result, factory)
-        return result
+        return result  # type: ignore[no-any-return]
 
     @classmethod
-    def _wrap(cls, async_obj: Any, factory: Callable[[], Any]) -> Any:
+    def _wrap(cls, async_obj: Any, factory: Callable[[], Any]) -> Self:
         self = cls.__new__(cls)
         self._async, self._factory, self._pid = async_obj, factory, os.getpid()
         return self

@@ -31,7 +31,7 @@ class OmniQ(SyncTask, SyncTwin[AsyncOmniQ], twin=AsyncOmniQ):
     scheduler: Any
     settings: Settings
     task_queue: Any
-    worker: BaseWorker | None
+    worker: Any
     worker_class: Any
     worker_config: Any
 
@@ -187,11 +187,7 @@ class OmniQ(SyncTask, SyncTwin[AsyncOmniQ], twin=AsyncOmniQ):
     @classmethod
     def from_env(cls) -> Self:
         """Build from ``OMNIQ_*`` environment variables (``OMNIQ_TASK_QUEUE_URL``, ...)."""
-        return cls._build(
-            partial(
-                AsyncOmniQ.from_env,
-            )
-        )
+        return cls._build(partial(AsyncOmniQ.from_env))
 
     def get_events(
         self,

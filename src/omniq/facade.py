@@ -29,8 +29,10 @@ from omniq.models import (
     TaskStatus,
 )
 from omniq.outcomes import ending
+from omniq.queue.base import AsyncTaskQueue
 from omniq.registry import worker_class
 from omniq.scheduling import AsyncScheduler
+from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 from omniq.task_function import TaskFunction
 from omniq.urls import parse_url
 from omniq.workers import BaseWorker
@@ -96,9 +98,11 @@ class AsyncOmniQ:
             result_store = results if result_store is None else result_store
             event_store = events if event_store is None else event_store
             task_queue = queue
-        self.task_queue = as_async(task_queue)
-        self.result_store = as_async(result_store) if result_store else None
-        self.event_store = as_async(event_store) if event_store else None
+        self.task_queue: AsyncTaskQueue = as_async(task_queue)
+        self.result_store: AsyncResultStorage | None = (
+            as_async(result_store) if result_store else None
+        )
+        self.event_store: AsyncEventStorage | None = as_async(event_store) if event_store else None
         worker = worker or self.settings.DEFAULT_WORKER
         if isinstance(worker, str):
             worker = worker_class(worker, field="worker")

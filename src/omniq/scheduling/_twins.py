@@ -5,6 +5,7 @@ after changing an async class (a test fails while this file is stale)."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -107,7 +108,7 @@ class Scheduler(SyncTwin[AsyncScheduler], twin=AsyncScheduler):
         """Fire again; runs missed while paused are skipped (the next is computed from now)."""
         return self._run(self._target().resume(schedule_id))
 
-    def run_pending(self, now: datetime | None = None) -> list[str]:
+    def run_pending(self, now: datetime | None = None) -> builtins.list[str]:
         """Fire every schedule that is due; returns the ids of the tasks enqueued by this call."""
         return self._run(self._target().run_pending(now))
 

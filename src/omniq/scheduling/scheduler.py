@@ -19,6 +19,7 @@ crashes; a run is never enqueued twice unless a scheduler stalls for longer than
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -42,7 +43,7 @@ from omniq.models import (
 from omniq.queue.base import enqueued_event, new_id
 from omniq.scheduling.timing import check_timing, first_run, next_run, resumed_run
 
-__all__ = ["AsyncScheduler",]
+__all__ = ["AsyncScheduler"]
 
 logger = logging.getLogger("omniq.scheduler")
 
@@ -232,7 +233,7 @@ class AsyncScheduler:
 
     # --- firing --------------------------------------------------------------------------------
 
-    async def run_pending(self, now: datetime | None = None) -> list[str]:
+    async def run_pending(self, now: datetime | None = None) -> builtins.list[str]:
         """Fire every schedule that is due; returns the ids of the tasks enqueued by this call."""
         now = now or utcnow()
         fired = []
@@ -398,7 +399,7 @@ class AsyncScheduler:
             return None
         return stored[0], _decoder.decode(stored[1])
 
-    async def _read_all_versions(self) -> list[tuple[int, Schedule]]:
+    async def _read_all_versions(self) -> builtins.list[tuple[int, Schedule]]:
         found = []
         for key, version, data in await self.queue.list_records(KIND):
             try:

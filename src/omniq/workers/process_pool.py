@@ -24,7 +24,7 @@ from omniq.models import Task
 from omniq.workers._children import _ERROR, _PERMANENT, ChildPool, error_from
 from omniq.workers.base import BaseWorker, PermanentFailure, RemoteError
 
-__all__ = ["AsyncProcessPoolWorker",]
+__all__ = ["AsyncProcessPoolWorker"]
 
 
 class AsyncProcessPoolWorker(BaseWorker):

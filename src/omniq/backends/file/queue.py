@@ -125,7 +125,7 @@ from omniq.models import FileTaskQueueConfig, Task, TaskStatus
 from omniq.queue.base import AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncFileTaskQueue",]
+__all__ = ["AsyncFileTaskQueue"]
 
 _WATCH_EVERY = 0.05  # seconds between looks at the pending directories of a local disk
 

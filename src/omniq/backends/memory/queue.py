@@ -21,7 +21,7 @@ from omniq._tasks import wait_within
 from omniq.models import MemoryTaskQueueConfig, Task, TaskStatus
 from omniq.queue.base import CLAIMABLE, FINAL, AsyncTaskQueue
 
-__all__ = ["AsyncMemoryTaskQueue",]
+__all__ = ["AsyncMemoryTaskQueue"]
 
 _Entry = tuple[Any, ...]
 

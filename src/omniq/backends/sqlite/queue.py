@@ -37,7 +37,7 @@ from omniq.models import SQLiteTaskQueueConfig, Task, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncSQLiteTaskQueue",]
+__all__ = ["AsyncSQLiteTaskQueue"]
 
 _POLL_S = 0.025  # how often an idle waiter looks for commits by other processes
 
