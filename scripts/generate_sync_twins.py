@@ -366,9 +366,15 @@ def _assigned_attributes(cls: ast.ClassDef) -> Iterator[tuple[str, ast.expr | No
 
 
 def _param_type(value: ast.expr | None, params: dict[str, ast.expr | None]) -> ast.expr | None:
-    """The type of ``self.x = x`` (the parameter's) or ``self.x = x or default`` (without None)."""
+    """The type of ``self.x = x`` (the parameter's), ``self.x = x or default`` (without None),
+    ``self.x = float(...)`` or ``Class(...)`` and ``self.x = 0``; None when not that simple."""
     if isinstance(value, ast.Name):
         return params.get(value.id)
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        name = value.func.id
+        return value.func if name in ("bool", "int", "float", "str") or name[0].isupper() else None
+    if isinstance(value, ast.Constant) and type(value.value) in (bool, int, float, str):
+        return ast.Name(type(value.value).__name__)
     if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
         first = _param_type(value.values[0], params)
         if isinstance(first, ast.BinOp) and ast.unparse(first.right) == "None":

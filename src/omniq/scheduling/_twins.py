@@ -23,7 +23,7 @@ class Scheduler(SyncTwin[AsyncScheduler], twin=AsyncScheduler):
 
     event_store: Any
     queue: Any
-    tick: Any
+    tick: float
 
     def __init__(
         self, queue: Any, *, event_store: Any | None = None, tick: float = _MAX_TICK

@@ -13,6 +13,7 @@ from typing import Any, Self
 import msgspec
 
 from omniq._sync import SyncTwin
+from omniq.allowlist import AllowList
 from omniq.config import Settings
 from omniq.models import TaskResult
 from omniq.workers.gevent_pool import AsyncGeventWorker
@@ -25,20 +26,20 @@ __all__ = ["GeventWorker", "ProcessPoolWorker", "ThreadPoolWorker"]
 class ThreadPoolWorker(SyncRun, SyncTwin[AsyncThreadPoolWorker], twin=AsyncThreadPoolWorker):
     """Sync twin of :class:`AsyncThreadPoolWorker`: the same members, blocking."""
 
-    allowed: Any
+    allowed: AllowList
     claim_ahead: Any
     event_store: Any
     lease_timeout: Any
     max_workers: Any
     poll_interval: Any
-    processed: Any
+    processed: int
     queue: Any
     queues: Any
     result_store: Any
     scheduler: Any
     serializer: Any
     settings: Settings
-    stop_timeout: Any
+    stop_timeout: float
     worker_id: str
 
     run = SyncRun.run  # hand-written
@@ -154,14 +155,14 @@ class ThreadPoolWorker(SyncRun, SyncTwin[AsyncThreadPoolWorker], twin=AsyncThrea
 class ProcessPoolWorker(SyncRun, SyncTwin[AsyncProcessPoolWorker], twin=AsyncProcessPoolWorker):
     """Sync twin of :class:`AsyncProcessPoolWorker`: the same members, blocking."""
 
-    allowed: Any
+    allowed: AllowList
     claim_ahead: Any
     event_store: Any
     lease_timeout: Any
     max_tasks_per_child: int | None
     poll_interval: Any
     prefetch: int
-    processed: Any
+    processed: int
     processes: int
     queue: Any
     queues: Any
@@ -169,7 +170,7 @@ class ProcessPoolWorker(SyncRun, SyncTwin[AsyncProcessPoolWorker], twin=AsyncPro
     scheduler: Any
     serializer: Any
     settings: Settings
-    stop_timeout: Any
+    stop_timeout: float
     worker_id: str
 
     run = SyncRun.run  # hand-written
@@ -253,20 +254,20 @@ class ProcessPoolWorker(SyncRun, SyncTwin[AsyncProcessPoolWorker], twin=AsyncPro
 class GeventWorker(SyncRun, SyncTwin[AsyncGeventWorker], twin=AsyncGeventWorker):
     """Sync twin of :class:`AsyncGeventWorker`: the same members, blocking."""
 
-    allowed: Any
+    allowed: AllowList
     claim_ahead: Any
     event_store: Any
     lease_timeout: Any
     max_workers: Any
     poll_interval: Any
-    processed: Any
+    processed: int
     queue: Any
     queues: Any
     result_store: Any
     scheduler: Any
     serializer: Any
     settings: Settings
-    stop_timeout: Any
+    stop_timeout: float
     worker_id: str
 
     run = SyncRun.run  # hand-written

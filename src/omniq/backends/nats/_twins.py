@@ -26,7 +26,7 @@ __all__ = ["NATSResultStorage", "NATSTaskQueue"]
 class NATSTaskQueue(SyncTwin[AsyncNATSTaskQueue], twin=AsyncNATSTaskQueue):
     """Sync twin of :class:`AsyncNATSTaskQueue`: the same members, blocking."""
 
-    ack_wait: Any
+    ack_wait: float
     event_store: Any | None
     networked: bool
     project_name: str
