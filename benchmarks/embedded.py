@@ -17,12 +17,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_tasks
+from bench_timing import drain_rate, print_table, thread_drain_rate
 
 from omniq.queue import AsyncMemoryTaskQueue, AsyncSQLiteTaskQueue, SQLiteTaskQueue
 from omniq.storage import AsyncMemoryResultStorage, SQLiteResultStorage
@@ -36,15 +36,9 @@ def sqlite_thread_drain(n: int) -> float:
         with SQLiteTaskQueue(db_path=db) as queue, SQLiteResultStorage(db_path=db) as results:
             queue.enqueue_many([{"func": bench_tasks.noop}] * n)
             worker = ThreadPoolWorker(queue=queue, result_store=results, max_workers=8)
-            started = time.perf_counter()
-            worker.start()
-            core = worker._target()
-            while core.processed < n:
-                time.sleep(0.001)
-            elapsed = time.perf_counter() - started
-            worker.stop()
+            rate = thread_drain_rate(worker, n)
             assert queue.count(status="success") == n
-            return n / elapsed
+            return rate
 
 
 def sqlite_enqueue_many(n: int) -> float:
@@ -67,13 +61,7 @@ def memory_async_drain(n: int) -> float:
         queue, results = AsyncMemoryTaskQueue(), AsyncMemoryResultStorage()
         await queue.enqueue_many([{"func": bench_tasks.async_noop}] * n)
         worker = AsyncWorker(queue=queue, result_store=results, max_workers=100)
-        started = time.perf_counter()
-        await worker.start()
-        while worker.processed < n:
-            await asyncio.sleep(0.001)
-        elapsed = time.perf_counter() - started
-        await worker.stop()
-        return n / elapsed
+        return await drain_rate(worker, n)
 
     return asyncio.run(run())
 
@@ -124,11 +112,6 @@ def worker_rss_growth(n: int = 100_000) -> float:
     return asyncio.run(run())
 
 
-def median_of(repeat: int, func: Callable[[], float]) -> tuple[float, list[float]]:
-    runs = [func() for _ in range(repeat)]
-    return statistics.median(runs), runs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -157,13 +140,7 @@ def main() -> None:
             sqlite_round_trip_ms,
         ),
     ]
-    print("| scenario | median | runs | bar |")
-    print("| --- | --- | --- | --- |")
-    for title, unit, bar, func in scenarios:
-        value, runs = median_of(args.repeat, func)
-        shown = ", ".join(f"{r:,.1f}" if unit == "ms" else f"{r:,.0f}" for r in runs)
-        fmt = f"{value:,.2f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"
-        print(f"| {title} | {fmt} | {shown} | {bar} |", flush=True)
+    print_table(scenarios, args.repeat)
     growth = worker_rss_growth(args.rss_tasks)
     print(
         f"| AsyncWorker on SQLite, {args.rss_tasks:,} tasks: peak RSS growth after the first 20% "

@@ -26,10 +26,13 @@ import time
 import uuid
 from pathlib import Path
 
-# This file is named like the driver package: keep its directory off the import path so that
-# ``import nats`` finds nats-py (the task is ``asyncio.sleep(0)``, an async no-op by import path).
+# This file is named like the driver package: keep its directory off the front of the import
+# path so that ``import nats`` finds nats-py, and append it for bench_timing (the task is
+# ``asyncio.sleep(0)``, an async no-op by import path).
 _HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
+from bench_timing import drain_rate  # noqa: E402
 
 from omniq.backends.nats.queue import AsyncNATSTaskQueue  # noqa: E402
 from omniq.backends.nats.storage import AsyncNATSResultStorage  # noqa: E402
@@ -88,13 +91,7 @@ async def worker_main(url: str, project: str, n: int) -> None:
     queue, results = components(url, project)
     worker = AsyncWorker(queue=queue, result_store=results, max_workers=8)
     if n > 0:
-        started = time.perf_counter()
-        await worker.start()
-        while worker.processed < n:
-            await asyncio.sleep(0.001)
-        elapsed = time.perf_counter() - started
-        await worker.stop()
-        print(f"{n / elapsed:.1f}", flush=True)
+        print(f"{await drain_rate(worker, n):.1f}", flush=True)
     else:
         await worker.start()
         print("ready", flush=True)

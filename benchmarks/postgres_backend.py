@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +27,12 @@ sys.path += [str(HERE), str(HERE.parent / "tests")]
 
 import asyncpg  # noqa: E402
 import bench_tasks  # noqa: E402
+from bench_timing import (  # noqa: E402
+    drain_rate,
+    print_table,
+    round_trip_p50_ms,
+    thread_drain_rate,
+)
 
 from omniq.backends.postgres._twins import PostgresResultStorage, PostgresTaskQueue  # noqa: E402
 from omniq.backends.postgres.connection import SERVER_SETTINGS  # noqa: E402
@@ -75,16 +80,11 @@ def drain_async(dsn: str, n: int) -> float:
         results = AsyncPostgresResultStorage(dsn=dsn)
         await queue.enqueue_many([{"func": bench_tasks.async_noop}] * n)
         worker = AsyncWorker(queue=queue, result_store=results, max_workers=SLOTS)
-        started = time.perf_counter()
-        await worker.start()
-        while worker.processed < n:
-            await asyncio.sleep(0.001)
-        elapsed = time.perf_counter() - started
-        await worker.stop()
+        rate = await drain_rate(worker, n)
         assert await queue.count(status="success") == n
         await queue.close()
         await results.close()
-        return n / elapsed
+        return rate
 
     return asyncio.run(run())
 
@@ -94,15 +94,9 @@ def drain_threads(dsn: str, n: int) -> float:
     with PostgresTaskQueue(dsn=dsn) as queue, PostgresResultStorage(dsn=dsn) as results:
         queue.enqueue_many([{"func": bench_tasks.noop}] * n)
         worker = ThreadPoolWorker(queue=queue, result_store=results, max_workers=SLOTS)
-        started = time.perf_counter()
-        worker.start()
-        core = worker._target()
-        while core.processed < n:
-            time.sleep(0.001)
-        elapsed = time.perf_counter() - started
-        worker.stop()
+        rate = thread_drain_rate(worker, n)
         assert queue.count(status="success") == n
-        return n / elapsed
+        return rate
 
 
 def enqueue_many(dsn: str, n: int) -> float:
@@ -154,14 +148,7 @@ def round_trip_ms(dsn: str, samples: int = 300) -> float:
                 AsyncPostgresResultStorage(dsn=dsn) as results,
             ):
                 await results.get("warm-up")
-                latencies = []
-                for _ in range(samples):
-                    await asyncio.sleep(0.002)  # let the worker go idle between samples
-                    started = time.perf_counter()
-                    task_id = await queue.enqueue(bench_tasks.async_noop)
-                    await results.get(task_id, wait=True, timeout=10)
-                    latencies.append(time.perf_counter() - started)
-                return statistics.median(latencies) * 1000
+                return await round_trip_p50_ms(queue, results, samples)
 
         return asyncio.run(run())
     finally:
@@ -305,11 +292,6 @@ def explain(dsn: str, rows: int) -> None:
 # --- main ------------------------------------------------------------------------------------
 
 
-def median_of(repeat: int, func: Callable[[], float]) -> tuple[float, list[float]]:
-    runs = [func() for _ in range(repeat)]
-    return statistics.median(runs), runs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -364,15 +346,9 @@ def run_scenarios(databases: Databases, args: argparse.Namespace) -> None:
                 lambda dsn, p=processes: scale(dsn, 2 * n, p),
             )
         )
-    print("| scenario | median | runs | bar |")
-    print("| --- | --- | --- | --- |")
-    for title, unit, bar, func in scenarios:
-        if args.only and args.only not in title:
-            continue
-        value, runs = median_of(args.repeat, lambda func=func: func(databases.fresh()))
-        shown = ", ".join(f"{r:,.2f}" if unit == "ms" else f"{r:,.0f}" for r in runs)
-        shown_value = f"{value:,.2f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"
-        print(f"| {title} | {shown_value} | {shown} | {bar} |", flush=True)
+    # Each run gets a fresh database.
+    fresh = [(t, u, b, lambda f=f: f(databases.fresh())) for t, u, b, f in scenarios]
+    print_table(fresh, args.repeat, args.only)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,11 @@ import asyncio
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 # This file is named like the driver: keep its directory off the front of sys.path, so that
@@ -29,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
 
 import bench_tasks  # noqa: E402
+from bench_timing import drain_rate, print_table, round_trip_p50_ms  # noqa: E402
 
 from omniq.backends.redis.queue import AsyncRedisTaskQueue  # noqa: E402
 from omniq.backends.redis.storage import AsyncRedisResultStorage  # noqa: E402
@@ -77,17 +76,12 @@ def drain(url: str, n: int) -> float:
         queue, results = components(url, f"b{uuid.uuid4().hex[:10]}")
         await queue.enqueue_many([{"func": bench_tasks.async_noop}] * n)
         worker = AsyncWorker(queue=queue, result_store=results, max_workers=SLOTS)
-        started = time.perf_counter()
-        await worker.start()
-        while worker.processed < n:
-            await asyncio.sleep(0.001)
-        elapsed = time.perf_counter() - started
-        await worker.stop()
+        rate = await drain_rate(worker, n)
         assert await queue.count(status="success") == n
         await queue.purge()
         await queue.close()
         await results.close()
-        return n / elapsed
+        return rate
 
     return asyncio.run(run())
 
@@ -117,18 +111,12 @@ def round_trip_ms(url: str, samples: int = 300) -> float:
         queue, results = components(url, f"b{uuid.uuid4().hex[:10]}")
         worker = AsyncWorker(queue=queue, result_store=results, max_workers=SLOTS)
         await worker.start()
-        latencies = []
-        for _ in range(samples):
-            await asyncio.sleep(0.002)  # let the worker go idle between samples
-            started = time.perf_counter()
-            task_id = await queue.enqueue(bench_tasks.async_noop)
-            await results.get(task_id, wait=True, timeout=10)
-            latencies.append(time.perf_counter() - started)
+        p50 = await round_trip_p50_ms(queue, results, samples)
         await worker.stop()
         await queue.purge()
         await queue.close()
         await results.close()
-        return statistics.median(latencies) * 1000
+        return p50
 
     return asyncio.run(run())
 
@@ -207,20 +195,14 @@ def round_trip_other_process_ms(url: str, samples: int = 300) -> float:
         project = f"b{uuid.uuid4().hex[:10]}"
         queue, results = components(url, project)
         (proc,) = start_workers(url, project, 1)
-        latencies = []
         try:
-            for _ in range(samples):
-                await asyncio.sleep(0.002)  # let the worker go idle between samples
-                started = time.perf_counter()
-                task_id = await queue.enqueue(bench_tasks.async_noop)
-                await results.get(task_id, wait=True, timeout=10)
-                latencies.append(time.perf_counter() - started)
+            p50 = await round_trip_p50_ms(queue, results, samples)
         finally:
             stop_workers([proc])
         await queue.purge()
         await queue.close()
         await results.close()
-        return statistics.median(latencies) * 1000
+        return p50
 
     return asyncio.run(run())
 
@@ -273,11 +255,6 @@ def drain_processes(url: str, n: int, processes: int) -> float:
     return asyncio.run(run())
 
 
-def median_of(repeat: int, func: Callable[[], float]) -> tuple[float, list[float]]:
-    runs = [func() for _ in range(repeat)]
-    return statistics.median(runs), runs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -317,15 +294,7 @@ def main() -> None:
                     )
                 )
             print(f"Redis {'AOF everysec' if args.appendonly else 'no persistence'}, {url}")
-            print("| scenario | median | runs | bar |")
-            print("| --- | --- | --- | --- |")
-            for title, unit, bar, func in scenarios:
-                if args.only and args.only not in title:
-                    continue
-                value, runs = median_of(args.repeat, func)
-                shown = ", ".join(f"{r:,.2f}" if unit == "ms" else f"{r:,.0f}" for r in runs)
-                fmt = f"{value:,.2f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"
-                print(f"| {title} | {fmt} | {shown} | {bar} |", flush=True)
+            print_table(scenarios, args.repeat, args.only)
         finally:
             if server is not None:
                 server.terminate()

@@ -108,39 +108,48 @@ def file_corrupter(base_dir: str) -> Corrupt:
     return corrupt
 
 
+def backend_spec(
+    name: str,
+    stem: str,
+    options: dict[str, Any] | None = None,
+    *,
+    package: str | None = None,
+    events_db: Path | None = None,
+    **more: Any,
+) -> BackendSpec:
+    """The spec of the backend in ``omniq.backends.<package>`` (by default ``<name>``), whose
+    components are ``Async<stem>TaskQueue``, ``Async<stem>ResultStorage`` and
+    ``Async<stem>EventStorage``; a backend with no event storage of its own logs events to SQLite
+    at ``events_db``."""
+    base = f"omniq.backends.{package or name}"
+    events, event_options = f"{base}.storage:Async{stem}EventStorage", None
+    if events_db is not None:
+        events = "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage"
+        event_options = {"db_path": str(events_db)}
+    return BackendSpec(
+        name,
+        f"{base}.queue:Async{stem}TaskQueue",
+        f"{base}.storage:Async{stem}ResultStorage",
+        events,
+        options or {},
+        event_options=event_options,
+        **more,
+    )
+
+
 def embedded_specs(tmp: Path) -> dict[str, BackendSpec]:
     """Backends that need no server."""
+    db, files = str(tmp / "omniq.db"), str(tmp / "files")
     memfs = f"memory://omniq-{uuid.uuid4().hex}"
     return {
-        "memory": BackendSpec(
-            "memory",
-            "omniq.backends.memory.queue:AsyncMemoryTaskQueue",
-            "omniq.backends.memory.storage:AsyncMemoryResultStorage",
-            "omniq.backends.memory.storage:AsyncMemoryEventStorage",
-            multiprocess=False,
-        ),
-        "sqlite": BackendSpec(
-            "sqlite",
-            "omniq.backends.sqlite.queue:AsyncSQLiteTaskQueue",
-            "omniq.backends.sqlite.storage:AsyncSQLiteResultStorage",
-            "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
-            {"db_path": str(tmp / "omniq.db")},
-            corrupt=sqlite_corrupter(str(tmp / "omniq.db")),
-        ),
-        "file": BackendSpec(
-            "file",
-            "omniq.backends.file.queue:AsyncFileTaskQueue",
-            "omniq.backends.file.storage:AsyncFileResultStorage",
-            "omniq.backends.file.storage:AsyncFileEventStorage",
-            {"base_dir": str(tmp / "files")},
-            corrupt=file_corrupter(str(tmp / "files")),
-        ),
-        "file-memfs": BackendSpec(
+        "memory": backend_spec("memory", "Memory", multiprocess=False),
+        "sqlite": backend_spec("sqlite", "SQLite", {"db_path": db}, corrupt=sqlite_corrupter(db)),
+        "file": backend_spec("file", "File", {"base_dir": files}, corrupt=file_corrupter(files)),
+        "file-memfs": backend_spec(
             "file-memfs",
-            "omniq.backends.file.queue:AsyncFileTaskQueue",
-            "omniq.backends.file.storage:AsyncFileResultStorage",
-            "omniq.backends.file.storage:AsyncFileEventStorage",
+            "File",
             {"base_dir": memfs},
+            package="file",
             multiprocess=False,
             corrupt=file_corrupter(memfs),
         ),

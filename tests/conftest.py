@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -26,6 +28,9 @@ import importlib  # noqa: E402
 import pkgutil  # noqa: E402
 
 from backends import EMBEDDED, BackendSpec, embedded_specs  # noqa: E402
+
+from omniq.queue import AsyncSQLiteTaskQueue  # noqa: E402
+from omniq.storage import AsyncSQLiteResultStorage  # noqa: E402
 
 # Every module in tests/servers/ brings a server fixture and the backends that use it; a backend
 # whose server cannot start fails its tests (never skips).
@@ -101,6 +106,18 @@ async def mp_storages(mp_spec: BackendSpec, project: str) -> AsyncIterator[Stora
         yield opened
 
 
+@pytest.fixture
+async def stores(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[AsyncSQLiteTaskQueue, AsyncSQLiteResultStorage]]:
+    """An SQLite task queue and result storage on one database file (worker-kind tests)."""
+    db = str(tmp_path / "omniq.db")
+    queue, results = AsyncSQLiteTaskQueue(db_path=db), AsyncSQLiteResultStorage(db_path=db)
+    yield queue, results
+    await queue.close()
+    await results.close()
+
+
 async def wait_until(
     predicate: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, interval: float = 0.01
 ) -> None:
@@ -115,6 +132,28 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def wait_until_sync(
+    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.01
+) -> None:
+    """``wait_until`` for sync code (tests of the sync API and of subprocesses)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    """SIGTERM a child process still running, and SIGKILL it if it outlives ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from typing import Any
 # been claimed yet); once running, the worker's own handlers stop it gracefully.
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
+import omniq.workers.claiming as claiming  # noqa: E402
 from omniq.workers import AsyncThreadPoolWorker, AsyncWorker  # noqa: E402
-from omniq.workers import base as worker_base  # noqa: E402
 
 
 def build(path: str | None, args: dict[str, Any]) -> Any:
@@ -33,7 +33,7 @@ async def main(
 ) -> None:
     if short_task is not None:
         # The mean run time under which the worker claims ahead (tests that need it to).
-        worker_base._SHORT_TASK = short_task
+        claiming._SHORT_TASK = short_task
     args = spec["args"]
     worker_class = AsyncWorker if worker_type == "async" else AsyncThreadPoolWorker
     worker = worker_class(

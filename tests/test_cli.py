@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import taskfns
+from conftest import wait_until_sync
 
 from omniq import OmniQ, TaskStatus
 from omniq.config import Settings
@@ -66,15 +66,6 @@ def run(env: dict[str, str], tmp_path: Path) -> Run:
 def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll a condition until it holds; fail the test if it does not within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 class Worker:
@@ -217,7 +208,7 @@ def test_status_shows_each_live_worker_with_what_it_runs(
     marker = tmp_path / "started"
     with OmniQ.from_env() as oq:
         task_id = oq.enqueue(taskfns.block_until_killed, args=(str(marker), 60))
-    eventually(marker.exists)
+    wait_until_sync(marker.exists, timeout=30)
     worker_id = worker.wait_for_log("started:").split("omniq.cli: worker ")[1].split()[0]
 
     report = ok_json(run("status", "--json"))
@@ -239,7 +230,7 @@ def test_status_shows_an_idle_worker_by_its_heartbeat_until_it_stops(
     worker = start_worker("--import", "taskfns", "--max-workers", "3", "--queues", "high,low")
     worker_id = worker.wait_for_log("started:").split("omniq.cli: worker ")[1].split()[0]
     with OmniQ.from_env() as oq:
-        eventually(lambda: [w.worker_id for w in oq.list_workers()] == [worker_id])
+        wait_until_sync(lambda: [w.worker_id for w in oq.list_workers()] == [worker_id], timeout=30)
 
     # An idle worker holds no lease: only its heartbeat tells that it runs.
     [entry] = ok_json(run("--json", "status"))["workers"]
@@ -581,7 +572,7 @@ def test_graceful_stop_lets_the_running_task_finish(
     marker = tmp_path / "started"
     with OmniQ.from_env() as oq:
         in_flight = oq.enqueue(taskfns.block_until_killed, args=(str(marker), 1.0))
-        eventually(marker.exists)
+        wait_until_sync(marker.exists, timeout=30)
         queued = oq.enqueue(taskfns.add, args=(1, 2))  # the only slot is busy: stays queued
         signalled = utcnow()
         worker.signal(signal.SIGTERM)
@@ -614,7 +605,7 @@ def test_second_signal_stops_at_once(
     marker = tmp_path / "started"
     with OmniQ.from_env() as oq:
         oq.enqueue(taskfns.block_until_killed, args=(str(marker), 60))
-    eventually(marker.exists)
+    wait_until_sync(marker.exists, timeout=30)
 
     worker.signal(signal.SIGTERM)
     worker.wait_for_log("stopping gracefully")  # the first signal was handled

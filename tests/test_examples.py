@@ -16,9 +16,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 KERNEL_NAME = "python3"
 
 
-def run_script(path: Path) -> subprocess.CompletedProcess[str]:
+def run_script(path: Path) -> str:
+    """Run an example script in its folder with no ``OMNIQ_*`` settings; it must succeed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIQ_")}
-    return subprocess.run(
+    proc = subprocess.run(
         [sys.executable, path.name],
         cwd=path.parent,
         env=env,
@@ -26,13 +27,13 @@ def run_script(path: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 def test_basic_usage_script_runs() -> None:
     script = EXAMPLES / "01_basic_usage" / "basic_usage.py"
-    proc = run_script(script)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = run_script(script)
     assert "result: 'Hello, Tom!'" in out
     assert "async fetch_price('OMNI') -> 99.0" in out
     assert ".enqueue(...) -> 'welcome e-mail sent to alice@example.com'" in out
@@ -51,9 +52,7 @@ def test_basic_usage_script_runs() -> None:
 
 def test_component_usage_script_runs() -> None:
     script = EXAMPLES / "02_component_usage" / "component_usage.py"
-    proc = run_script(script)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = run_script(script)
     assert "task queue:     FileTaskQueue" in out
     assert "result storage: SQLiteResultStorage" in out
     assert "event storage:  SQLiteEventStorage" in out

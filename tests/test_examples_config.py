@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def run_script(path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIQ_")}
-    return subprocess.run(
-        [sys.executable, path.name],
-        cwd=path.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from test_examples import EXAMPLES, run_script
 
 
 def files_of(directory: Path) -> set[str]:
@@ -29,9 +14,7 @@ def files_of(directory: Path) -> set[str]:
 def test_backend_usage_script_runs() -> None:
     script = EXAMPLES / "03_backend_usage" / "backend_usage.py"
     before = files_of(script.parent)
-    proc = run_script(script)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = run_script(script)
     # 1. one SQLite backend for the three components
     assert "task queue:     SQLiteTaskQueue" in out
     assert "event storage:  SQLiteEventStorage" in out
@@ -58,9 +41,7 @@ def test_backend_usage_script_runs() -> None:
 def test_config_usage_script_runs() -> None:
     script = EXAMPLES / "04_config_usage" / "config_usage.py"
     before = files_of(script.parent)
-    proc = run_script(script)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+    out = run_script(script)
     # The same two tasks ran under each of the five configurations.
     assert out.count("apply_discount(80.0, 25) -> 60.0") == 4
     assert out.count("shout('hello') -> 'HELLO!'") == 4

@@ -15,7 +15,6 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,8 @@ import omniq
 from omniq import OmniQ, TaskStatus
 from omniq.errors import MissingDependencyError
 from omniq.models import utcnow
-from omniq.queue import AsyncMemoryTaskQueue, AsyncSQLiteTaskQueue, SQLiteTaskQueue
-from omniq.storage import AsyncSQLiteResultStorage, SQLiteResultStorage
+from omniq.queue import AsyncMemoryTaskQueue, SQLiteTaskQueue
+from omniq.storage import SQLiteResultStorage
 from omniq.workers import AsyncGeventWorker, GeventWorker
 
 # --- task functions (this module is importable: tests/ is on sys.path) ------------------------
@@ -81,17 +80,6 @@ def sleep_or_record_kill(marker: str, seconds: float) -> str:
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def stores(
-    tmp_path: Path,
-) -> AsyncIterator[tuple[AsyncSQLiteTaskQueue, AsyncSQLiteResultStorage]]:
-    db = str(tmp_path / "omniq.db")
-    queue, results = AsyncSQLiteTaskQueue(db_path=db), AsyncSQLiteResultStorage(db_path=db)
-    yield queue, results
-    await queue.close()
-    await results.close()
 
 
 def make_worker(stores: tuple[Any, Any], **options: Any) -> AsyncGeventWorker:

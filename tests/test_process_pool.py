@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,6 @@ from omniq.queue import AsyncSQLiteTaskQueue
 from omniq.serialization import Serializer
 from omniq.storage import AsyncSQLiteResultStorage
 from omniq.workers import AsyncProcessPoolWorker, ProcessPoolWorker
-
-
-@pytest.fixture
-async def stores(
-    tmp_path: Path,
-) -> AsyncIterator[tuple[AsyncSQLiteTaskQueue, AsyncSQLiteResultStorage]]:
-    db = str(tmp_path / "omniq.db")
-    queue, results = AsyncSQLiteTaskQueue(db_path=db), AsyncSQLiteResultStorage(db_path=db)
-    yield queue, results
-    await queue.close()
-    await results.close()
 
 
 async def test_runs_sync_async_and_by_value_functions_in_children(stores) -> None:
@@ -165,6 +153,17 @@ async def _exists(path: Path) -> bool:
     return path.exists()
 
 
+async def _occupy_a_child(queue: AsyncSQLiteTaskQueue, tmp_path: Path) -> tuple[str, Path]:
+    """A task that holds its child until its gate file is written, once it runs: its id and
+    its gate."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    blocker = await queue.enqueue(
+        taskfns.wait_for_gate, args=(str(started), str(gate)), max_retries=0
+    )
+    await wait_until(lambda: _exists(started), timeout=30)
+    return blocker, gate
+
+
 async def test_prefetch_runs_many_short_tasks_each_exactly_once(stores, tmp_path: Path) -> None:
     queue, results = stores
     log = tmp_path / "runs.log"
@@ -186,7 +185,6 @@ async def test_prefetch_a_cancelled_queued_task_is_skipped(
     stores, tmp_path: Path, cancelled_position: int
 ) -> None:
     queue, results = stores
-    started, gate = tmp_path / "started", tmp_path / "gate"
     async with AsyncProcessPoolWorker(
         queue=queue,
         result_store=results,
@@ -195,10 +193,7 @@ async def test_prefetch_a_cancelled_queued_task_is_skipped(
         poll_interval=0.05,
         lease_timeout=1.5,
     ) as worker:
-        blocker = await queue.enqueue(
-            taskfns.wait_for_gate, args=(str(started), str(gate)), max_retries=0
-        )
-        await wait_until(lambda: _exists(started), timeout=30)
+        blocker, gate = await _occupy_a_child(queue, tmp_path)
         # Two tasks claimed while the only child runs: both wait in its pipe.
         queued = [
             await queue.enqueue(taskfns.record, args=(str(tmp_path / f"ran-{n}"), n), max_retries=0)
@@ -270,14 +265,10 @@ async def test_a_task_with_a_timeout_does_not_time_out_waiting_for_a_child(
     stores, tmp_path: Path, prefetch: int
 ) -> None:
     queue, results = stores
-    started, gate = tmp_path / "started", tmp_path / "gate"
     async with AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=1, prefetch=prefetch, poll_interval=0.05
     ):
-        blocker = await queue.enqueue(
-            taskfns.wait_for_gate, args=(str(started), str(gate)), max_retries=0
-        )
-        await wait_until(lambda: _exists(started), timeout=30)
+        blocker, gate = await _occupy_a_child(queue, tmp_path)
         timed = await queue.enqueue(taskfns.add, args=(20, 22), timeout=1, max_retries=0)
 
         async def claimed() -> bool:

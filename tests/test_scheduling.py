@@ -3,13 +3,11 @@ worker, and two scheduler processes sharing one SQLite database (each run fired 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 import taskfns
 from backends import embedded_specs
-from conftest import TESTS_DIR, wait_until
+from conftest import TESTS_DIR, stop_process, wait_until, wait_until_sync
 
 from omniq import OmniQ
 from omniq.errors import ConfigError
@@ -62,13 +60,7 @@ def _on_grid(stamps: list[float], anchor: float, interval: float) -> bool:
     return all(abs(k - round(k)) < 1e-3 for k in steps)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll a condition from sync code; fail the test with a clear message on timeout."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
+_wait_for = functools.partial(wait_until_sync, timeout=60.0, interval=0.02)
 
 
 # --- cron --------------------------------------------------------------------------------------
@@ -398,16 +390,6 @@ def _spawn_worker(data: str, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.slow
 async def test_two_scheduler_processes_fire_each_run_exactly_once(
     tmp_path: Path, project: str
@@ -434,7 +416,7 @@ async def test_two_scheduler_processes_fire_each_run_exactly_once(
         outcomes = [await results.get(t.id) for t in tasks]
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc, timeout=30)
         for component in (queue, results, events):
             if component is not None:
                 await component.close()

@@ -1,4 +1,6 @@
-"""``from_config`` / ``from_dict`` / ``from_config_file`` for every component, written once.
+"""How every component is built, written once: the constructor, or ``from_config`` (a struct),
+``from_dict``, ``from_config_file``, ``from_url`` and ``from_backend``, each returning an instance
+of the class it is called on (a sync twin's return the twin).
 
 A component declares ``config_class`` (a msgspec struct whose fields are constructor keywords);
 options are validated against it, or against the constructor's signature when it has none. Errors
@@ -11,14 +13,29 @@ import inspect
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import msgspec
 
 from omniq._redact import redact_value
 from omniq.errors import ConfigError, require
 
-__all__ = ["Configurable", "load_yaml", "validate_options"]
+if TYPE_CHECKING:
+    from omniq.backend.base import Backend
+
+__all__ = ["Component", "Configurable", "Options", "load_yaml", "validate_options"]
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every backend's options struct (``backends/<name>/options.py``), which each of its
+    component configs extends. Fields left None take their defaults from
+    :class:`omniq.config.Settings` (``project_name``: ``PROJECT_NAME``).
+
+    Beside it, a ``<Name>Connection`` TypedDict types the same keywords (but ``project_name``)
+    for the constructors of the backend's components and ``Backend``, which take them as
+    ``**connection``."""
+
+    project_name: str | None = None
 
 
 class Configurable:
@@ -27,7 +44,7 @@ class Configurable:
     config_class: ClassVar[type[msgspec.Struct] | None] = None
 
     @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Any:
+    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
         """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
         expected = cls.config_class
         if expected is not None and not isinstance(config, expected):
@@ -38,17 +55,40 @@ class Configurable:
         return cls(**msgspec.structs.asdict(config), **extra)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Any:
+    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls(**validate_options(cls, data, where=cls.__name__), **extra)
 
     @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Any:
+    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
         """Build from a YAML file holding the options (or a ``config`` section of them)."""
         data = load_yaml(path)
         if set(data) <= {"type", "config"} and "config" in data:
             data = data["config"] or {}
         return cls.from_dict(data, **extra)
+
+
+class Component(Configurable):
+    """Mixin of the storage contracts (task queue, result and event storage): built from a URL
+    or a backend too. Called on a backend's class, these build that class (or fail); called on a
+    contract (``AsyncTaskQueue.from_url(...)``), the class of the backend named."""
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives."""
+        from omniq.backend.base import implementation
+        from omniq.urls import parse_url
+
+        kind, url_options = parse_url(url)
+        _, target = implementation(cls, kind, field=f"{cls.__name__}.from_url")
+        return target.from_dict({**url_options, **options})  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events)."""
+        return backend.build(cls, **options)
 
 
 def validate_options(cls: type, data: Mapping[str, Any], *, where: str) -> dict[str, Any]:

@@ -4,11 +4,36 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
+from omniq._lazy import lazy_exports
 from omniq.errors import TaskFailedError
+
+if TYPE_CHECKING:
+    from omniq.backends.file.options import (
+        FileEventStorageConfig,
+        FileResultStorageConfig,
+        FileTaskQueueConfig,
+    )
+    from omniq.backends.memory.options import (
+        MemoryEventStorageConfig,
+        MemoryResultStorageConfig,
+        MemoryTaskQueueConfig,
+    )
+    from omniq.backends.nats.options import NATSResultStorageConfig, NATSTaskQueueConfig
+    from omniq.backends.postgres.options import (
+        PostgresEventStorageConfig,
+        PostgresResultStorageConfig,
+        PostgresTaskQueueConfig,
+    )
+    from omniq.backends.redis.options import RedisResultStorageConfig, RedisTaskQueueConfig
+    from omniq.backends.sqlite.options import (
+        SQLiteEventStorageConfig,
+        SQLiteResultStorageConfig,
+        SQLiteTaskQueueConfig,
+    )
 
 __all__ = [
     "CLAIMABLE",
@@ -21,7 +46,14 @@ __all__ = [
     "MemoryEventStorageConfig",
     "MemoryResultStorageConfig",
     "MemoryTaskQueueConfig",
+    "NATSResultStorageConfig",
+    "NATSTaskQueueConfig",
     "OmniQConfig",
+    "PostgresEventStorageConfig",
+    "PostgresResultStorageConfig",
+    "PostgresTaskQueueConfig",
+    "RedisResultStorageConfig",
+    "RedisTaskQueueConfig",
     "SQLiteEventStorageConfig",
     "SQLiteResultStorageConfig",
     "SQLiteTaskQueueConfig",
@@ -229,57 +261,23 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, **changes)
 
 
-# --- configuration structs: one per component -----------------------------------------------
+# --- configuration structs -------------------------------------------------------------------
+# Each backend's component configs live beside it (``omniq/backends/<name>/options.py``, each
+# extending the backend's options struct); they are importable from here too, loaded on use.
 
-
-class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Fields left None take their defaults from :class:`omniq.config.Settings`."""
-
-    project_name: str | None = None
-
-
-class MemoryTaskQueueConfig(_Config, frozen=True, kw_only=True):
-    queues: list[str] | None = None
-
-
-class MemoryResultStorageConfig(_Config, frozen=True, kw_only=True):
-    pass
-
-
-class MemoryEventStorageConfig(_Config, frozen=True, kw_only=True):
-    pass
-
-
-class FileTaskQueueConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str | None = None
-    queues: list[str] | None = None
-    storage_options: dict[str, Any] = {}
-
-
-class FileResultStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str | None = None
-    storage_options: dict[str, Any] = {}
-
-
-class FileEventStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str | None = None
-    storage_options: dict[str, Any] = {}
-
-
-class SQLiteTaskQueueConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str | None = None
-    db_path: str | None = None
-    queues: list[str] | None = None
-
-
-class SQLiteResultStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str | None = None
-    db_path: str | None = None
-
-
-class SQLiteEventStorageConfig(_Config, frozen=True, kw_only=True):
-    base_dir: str | None = None
-    db_path: str | None = None
+_CONFIGS = {
+    f"{kind}{component}Config": f"omniq.backends.{package}.options"
+    for kind, package, components in (
+        ("Memory", "memory", ("TaskQueue", "ResultStorage", "EventStorage")),
+        ("File", "file", ("TaskQueue", "ResultStorage", "EventStorage")),
+        ("SQLite", "sqlite", ("TaskQueue", "ResultStorage", "EventStorage")),
+        ("Postgres", "postgres", ("TaskQueue", "ResultStorage", "EventStorage")),
+        ("Redis", "redis", ("TaskQueue", "ResultStorage")),
+        ("NATS", "nats", ("TaskQueue", "ResultStorage")),
+    )
+    for component in components
+}
+__getattr__, __dir__ = lazy_exports(__name__, _CONFIGS)
 
 
 class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -4,15 +4,13 @@ cancellation cascades, chain/group/chord results, crash mid-workflow, TTL expiry
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import taskfns
 from conftest import Storages, wait_until
-from test_worker_contract import _spawn_worker, _stop, make_worker
+from test_worker_contract import _sigkill_worker_mid_task, make_worker
 
 from omniq.errors import ConfigError
 from omniq.maintenance import Maintenance
@@ -120,13 +118,7 @@ async def test_a_worker_killed_mid_workflow_loses_nothing(
         ),
     )
     await storages.queue.enqueue_tasks(tasks)
-    proc = _spawn_worker(storages, lease_timeout=1.0)
-    try:
-        await wait_until(marker.exists, timeout=30)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        _stop(proc)
+    await _sigkill_worker_mid_task(storages, marker)
     async with make_worker(storages, lease_timeout=1.0):
         result = await storages.results.get(final_id, wait=True, timeout=30)
     assert result.unwrap() == "2:SECOND RUN"

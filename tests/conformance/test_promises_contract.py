@@ -18,13 +18,13 @@ import pytest
 import taskfns
 from conftest import Storages, wait_until
 
+import omniq.workers.claiming as claiming
 from omniq.backends.memory.storage import AsyncMemoryEventStorage
 from omniq.dependencies import DependencyResolver
 from omniq.maintenance import Maintenance
 from omniq.models import CLAIMABLE, EventType, TaskEvent, TaskStatus, utcnow
 from omniq.retry import MAX_RETRY_DELAY
 from omniq.workers import AsyncGeventWorker, AsyncThreadPoolWorker, AsyncWorker
-from omniq.workers import base as worker_base
 from omniq.workers._events import EventBuffer
 
 WORKERS = {"async": AsyncWorker, "thread": AsyncThreadPoolWorker, "gevent": AsyncGeventWorker}
@@ -347,8 +347,8 @@ async def test_thread_tasks_are_told_to_stop_on_cancel(
 async def test_claiming_ahead_holds_at_most_four_times_max_workers(
     storages: Storages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_base, "_SHORT_TASK", 5.0)  # a loaded machine is slow
-    monkeypatch.setattr(worker_base, "_AHEAD_HORIZON", 10.0)  # ask for as many as allowed
+    monkeypatch.setattr(claiming, "_SHORT_TASK", 5.0)  # a loaded machine is slow
+    monkeypatch.setattr(claiming, "_AHEAD_HORIZON", 10.0)  # ask for as many as allowed
     q = storages.queue
     held = []
     async with make_worker(storages, max_workers=2) as worker:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import taskfns
-from conftest import TESTS_DIR, Storages, wait_until
+from conftest import TESTS_DIR, Storages, stop_process, wait_until
 
+import omniq.workers.claiming as claiming
 from omniq.models import EventType, Task, TaskStatus, utcnow
 from omniq.workers import AsyncGeventWorker, AsyncThreadPoolWorker, AsyncWorker
-from omniq.workers import base as worker_base
 
 WORKERS = {"async": AsyncWorker, "thread": AsyncThreadPoolWorker, "gevent": AsyncGeventWorker}
 
@@ -242,14 +242,15 @@ def _spawn_worker(
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+async def _sigkill_worker_mid_task(storages: Storages, marker: Path) -> None:
+    """A worker process (1 s leases) SIGKILLed once its task has created ``marker``."""
+    proc = _spawn_worker(storages, lease_timeout=1.0)
+    try:
+        await wait_until(marker.exists, timeout=30)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        stop_process(proc)
 
 
 @pytest.mark.slow
@@ -265,7 +266,7 @@ async def test_three_worker_processes_run_each_task_once(
         await wait_until(lambda: _count_is(q, TaskStatus.SUCCESS, 600), timeout=120, interval=0.1)
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
     runs = sorted(int(x) for x in log.read_text().split())
     assert runs == list(range(600))
     for proc in procs:
@@ -282,13 +283,7 @@ async def test_sigkilled_worker_loses_nothing(mp_storages: Storages, tmp_path: P
     q, results = storages.queue, storages.results
     marker = tmp_path / "started"
     task_id = await q.enqueue(taskfns.block_until_killed, args=(str(marker),), max_retries=1)
-    proc = _spawn_worker(storages, lease_timeout=1.0)
-    try:
-        await wait_until(marker.exists, timeout=30)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        _stop(proc)
+    await _sigkill_worker_mid_task(storages, marker)
     assert (await q.get_task(task_id)).status is TaskStatus.RUNNING
     async with make_worker(storages, lease_timeout=1.0):
         result = await results.get(task_id, wait=True, timeout=30)
@@ -301,13 +296,7 @@ async def test_poison_task_ends_failed(mp_storages: Storages, tmp_path: Path) ->
     q, results = storages.queue, storages.results
     marker = tmp_path / "started"
     task_id = await q.enqueue(taskfns.block_until_killed, args=(str(marker),), max_retries=0)
-    proc = _spawn_worker(storages, lease_timeout=1.0)
-    try:
-        await wait_until(marker.exists, timeout=30)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        _stop(proc)
+    await _sigkill_worker_mid_task(storages, marker)
     async with make_worker(storages, lease_timeout=1.0):
         result = await results.get(task_id, wait=True, timeout=30)
     assert result.status is TaskStatus.FAILED and result.error.type == "WorkerLost"
@@ -336,7 +325,7 @@ async def test_killed_worker_costs_no_attempt_of_tasks_claimed_ahead(
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
-        _stop(proc)
+        stop_process(proc)
     async with make_worker(storages, lease_timeout=1.0, max_workers=2):
         for i, task_id in enumerate(ahead):
             result = await results.get(task_id, wait=True, timeout=30)
@@ -367,7 +356,7 @@ async def test_poison_task_claimed_ahead_ends_failed(mp_storages: Storages, tmp_
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
-        _stop(proc)
+        stop_process(proc)
     async with make_worker(storages, lease_timeout=1.0):
         result = await results.get(poison, wait=True, timeout=30)
     assert result.status is TaskStatus.FAILED and result.error.type == "WorkerLost"
@@ -396,7 +385,7 @@ def short_tasks_below(monkeypatch: pytest.MonkeyPatch):
     50 ms for a task that does nothing)."""
 
     def set_threshold(seconds: float) -> None:
-        monkeypatch.setattr(worker_base, "_SHORT_TASK", seconds)
+        monkeypatch.setattr(claiming, "_SHORT_TASK", seconds)
 
     return set_threshold
 

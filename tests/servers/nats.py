@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import nats
 import pytest
-from backends import BAD_VALUES, BackendSpec, Corrupt
+from backends import BAD_VALUES, BackendSpec, Corrupt, backend_spec
 
 from omniq.backends.nats.layout import TASKS_BUCKET, task_key, token
 from servers import free_port, shared_server
@@ -123,13 +123,11 @@ def _corrupter(url: str) -> Corrupt:
 
 def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: NATSServer = request.getfixturevalue("nats_server")
-    return BackendSpec(
+    return backend_spec(
         "nats",
-        "omniq.backends.nats.queue:AsyncNATSTaskQueue",
-        "omniq.backends.nats.storage:AsyncNATSResultStorage",
-        "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
+        "NATS",
         {"servers": [server.url]},
-        event_options={"db_path": str(tmp_path / "events.db")},
+        events_db=tmp_path / "events.db",
         corrupt=_corrupter(server.url),
     )
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backends import BackendSpec, Corrupt
+from backends import BackendSpec, Corrupt, backend_spec
 
 from servers import free_port, shared_server
 
@@ -160,11 +160,9 @@ def _corrupter(server: PostgresServer) -> Corrupt:
 
 def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    return BackendSpec(
+    return backend_spec(
         "postgres",
-        "omniq.backends.postgres.queue:AsyncPostgresTaskQueue",
-        "omniq.backends.postgres.storage:AsyncPostgresResultStorage",
-        "omniq.backends.postgres.storage:AsyncPostgresEventStorage",
+        "Postgres",
         {"dsn": server.dsn},
         corrupt=_corrupter(server),
         corruptible=tuple(_BAD_VALUES),

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 import redis.asyncio
-from backends import BAD_VALUES, BackendSpec, Corrupt
+from backends import BAD_VALUES, BackendSpec, Corrupt, backend_spec
 
 from servers import free_port
 
@@ -143,13 +143,11 @@ def _corrupter(url: str) -> Corrupt:
 
 def _redis_spec(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     server: RedisServer = request.getfixturevalue("redis_server")
-    return BackendSpec(
+    return backend_spec(
         "redis",
-        "omniq.backends.redis.queue:AsyncRedisTaskQueue",
-        "omniq.backends.redis.storage:AsyncRedisResultStorage",
-        "omniq.backends.sqlite.storage:AsyncSQLiteEventStorage",
+        "Redis",
         {"url": server.url},
-        event_options={"db_path": str(tmp_path / "events.db")},
+        events_db=tmp_path / "events.db",
         corrupt=_corrupter(server.url),
     )
 

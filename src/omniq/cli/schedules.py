@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from omniq import OmniQ
@@ -66,6 +68,22 @@ def _existing_schedule(oq: OmniQ, schedule_id: str) -> Schedule:
     return found
 
 
+def _move(
+    oq: OmniQ, schedule_id: str, only: ScheduleStatus, move: Callable[[str], bool], verb: str
+) -> Schedule:
+    """Move a schedule out of status ``only`` with ``move`` (``verb`` names it in errors); the
+    schedule as it was before."""
+    before = _existing_schedule(oq, schedule_id)
+    if before.status is not only:
+        raise CommandError(
+            f"schedule {schedule_id} is {before.status.value}: only {only.value} schedules can "
+            f"be {verb}"
+        )
+    if not move(schedule_id):
+        raise CommandError(f"schedule {schedule_id} changed meanwhile: not {verb}")
+    return before
+
+
 @schedules.command("pause")
 @click.argument("schedule_id")
 @shared_options
@@ -73,14 +91,7 @@ def _existing_schedule(oq: OmniQ, schedule_id: str) -> Schedule:
 def pause_schedule(state: State, schedule_id: str) -> None:
     """Stop an active schedule from firing until it is resumed."""
     with state.open() as oq:
-        before = _existing_schedule(oq, schedule_id)
-        if before.status is not ScheduleStatus.ACTIVE:
-            raise CommandError(
-                f"schedule {schedule_id} is {before.status.value}: only active schedules can "
-                "be paused"
-            )
-        if not oq.pause_schedule(schedule_id):
-            raise CommandError(f"schedule {schedule_id} changed meanwhile: not paused")
+        before = _move(oq, schedule_id, ScheduleStatus.ACTIVE, oq.pause_schedule, "paused")
     data = {"schedule_id": schedule_id, "paused": True, "was": before.status.value}
     done(state, data, f"paused schedule {schedule_id}")
 
@@ -92,14 +103,7 @@ def pause_schedule(state: State, schedule_id: str) -> None:
 def resume_schedule(state: State, schedule_id: str) -> None:
     """Fire a paused schedule again (the runs it missed while paused are skipped)."""
     with state.open() as oq:
-        before = _existing_schedule(oq, schedule_id)
-        if before.status is not ScheduleStatus.PAUSED:
-            raise CommandError(
-                f"schedule {schedule_id} is {before.status.value}: only paused schedules can "
-                "be resumed"
-            )
-        if not oq.resume_schedule(schedule_id):
-            raise CommandError(f"schedule {schedule_id} changed meanwhile: not resumed")
+        before = _move(oq, schedule_id, ScheduleStatus.PAUSED, oq.resume_schedule, "resumed")
         after = oq.get_schedule(schedule_id)
     next_run = after.next_run_at if after is not None else None
     data = {

@@ -12,11 +12,11 @@ import abc
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from omniq._configurable import Configurable
+from omniq._configurable import Component
 from omniq._sync import as_async
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError, SerializationError
@@ -32,6 +32,9 @@ from omniq.models import (
     utcnow,
 )
 from omniq.serialization import Serializer
+
+if TYPE_CHECKING:
+    from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["CLAIMABLE", "FINAL", "AsyncTaskQueue", "enqueued_event", "new_id"]
 
@@ -65,7 +68,7 @@ def new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
-class AsyncTaskQueue(Configurable, abc.ABC):
+class AsyncTaskQueue(Component, abc.ABC):
     """Stores tasks in named queues with priorities, delays, TTL and leases."""
 
     #: Whether the storage is reached over a network (a server, object storage): then whoever
@@ -101,11 +104,6 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         self._owns_event_store = False
         if event_store is not None:
             self.use_event_store(event_store)
-
-    @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> AsyncTaskQueue:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
-        return backend.task_queue(**options)
 
     def use_event_store(self, event_store: Any, *, owned: bool = False) -> None:
         """Record an ENQUEUED event in ``event_store`` (either twin) for every task stored from
@@ -268,67 +266,24 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         _inputs: tuple[str, list[str]] | None = None,
     ) -> Task:
         """Validate enqueue arguments and encode them into a :class:`Task` (no I/O)."""
+        # Checked in the order of the parameters, so that the first bad one is reported; the
+        # helpers are skipped where an option is absent (enqueue_many's cost per task).
         if queue_name not in self._checked_queue_names:
-            if self.queues is not None and queue_name not in self.queues:
-                raise ConfigError(
-                    f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
-                )
-            _check_name("queue_name", queue_name)
-            self._checked_queue_names.add(queue_name)
-        if type(priority) is not int:
-            raise ConfigError(f"priority must be an int, got {priority!r}")
-        if func_args is not None and not isinstance(func_args, Mapping):
-            raise ConfigError(
-                f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}"
-            )
-        if type(args) not in (tuple, list) and (
-            isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
-        ):
-            raise ConfigError(f"args must be a list or tuple of positional arguments, got {args!r}")
-        if run_at is not None and run_in is not None:
-            raise ConfigError("give run_at or run_in, not both")
+            self._check_queue_name(queue_name)
+        _check_call_arguments(priority, func_args, args)
         now = _now or utcnow()
-        if run_at is not None:
-            if not isinstance(run_at, datetime):
-                raise ConfigError(f"run_at must be a datetime, got {run_at!r}")
-            eta = run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)
-        elif run_in is not None:
-            eta = now + timedelta(seconds=_seconds("run_in", run_in, allow_zero=True))
-        else:
-            eta = now
-        settings = self.settings
-        ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
-        result_ttl_s = (
-            _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
+        eta = now if run_at is None and run_in is None else _due(run_at, run_in, now)
+        ttl_s, result_ttl_s, retries, delay, timeout_s = _limits(
+            self.settings, ttl, result_ttl, max_retries, retry_delay, timeout
         )
-        retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
-        if not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        delay = (
-            settings.RETRY_DELAY
-            if retry_delay is None
-            else _seconds("retry_delay", retry_delay, allow_zero=True)
-        )
-        timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
-        if isinstance(depends_on, str):
-            raise ConfigError("depends_on must be a list of task ids, not one string")
-        deps = tuple(depends_on or ())
-        if any(not isinstance(d, str) or not d for d in deps):
-            raise ConfigError(f"depends_on must be a list of task ids, got {depends_on!r}")
+        deps: tuple[str, ...] = () if depends_on is None else _dependencies(depends_on)
         if key is not None and not isinstance(key, str):
             raise ConfigError(f"key must be a str, got {key!r}")
         task_id = new_id()
-        serializer = self.serializer
-        call = serializer.encode_call(func, args, func_args or {}, _inputs)
-        if len(call) > settings.MAX_PAYLOAD_SIZE:
-            raise SerializationError(
-                f"the encoded call is {len(call):,} bytes, more than MAX_PAYLOAD_SIZE "
-                f"({settings.MAX_PAYLOAD_SIZE:,} bytes); pass a reference to large data instead"
-            )
-        payload = serializer.seal(call, "task", self.project_name, task_id)
+        payload = self._sealed_call(task_id, func, args, func_args, _inputs)
         return Task(
             id=task_id,
-            func_name=serializer.name_of(func),
+            func_name=self.serializer.name_of(func),
             payload=payload,
             queue_name=queue_name,
             priority=priority,
@@ -344,6 +299,32 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             key=key,
             schedule_id=schedule_id,
         )
+
+    def _check_queue_name(self, queue_name: str) -> None:
+        if self.queues is not None and queue_name not in self.queues:
+            raise ConfigError(
+                f"queue_name {queue_name!r} is not one of this queue's queues {self.queues}"
+            )
+        _check_name("queue_name", queue_name)
+        self._checked_queue_names.add(queue_name)
+
+    def _sealed_call(
+        self,
+        task_id: str,
+        func: Callable[..., Any] | str,
+        args: Sequence[Any],
+        func_args: Mapping[str, Any] | None,
+        inputs: tuple[str, list[str]] | None,
+    ) -> bytes:
+        """The task's encoded call, within ``MAX_PAYLOAD_SIZE``, sealed for ``task_id``."""
+        call = self.serializer.encode_call(func, args, func_args or {}, inputs)
+        limit = self.settings.MAX_PAYLOAD_SIZE
+        if len(call) > limit:
+            raise SerializationError(
+                f"the encoded call is {len(call):,} bytes, more than MAX_PAYLOAD_SIZE "
+                f"({limit:,} bytes); pass a reference to large data instead"
+            )
+        return self.serializer.seal(call, "task", self.project_name, task_id)
 
     # --- inspection and control --------------------------------------------------------------
 
@@ -471,18 +452,29 @@ class AsyncTaskQueue(Configurable, abc.ABC):
             return set()
         return set(await self._finish(worker_id, list(tasks)))
 
-    async def finish_with_results(
+    @property
+    def database(self) -> Hashable | None:
+        """The database this queue's tasks live in, as an opaque identity: where a result
+        storage reports the same, :meth:`record_outcomes` writes both in one transaction.
+        None (the default): no result storage shares this queue's transactions."""
+        return None
+
+    async def record_outcomes(
         self,
         worker_id: str,
         tasks: Sequence[Task],
         results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
         """Store ``results`` (each with its stored form, from ``result_store.encode``) in
         ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction, where the result store lives in this queue's database; None where it does
-        not (the caller then stores the results, then finishes)."""
-        return None
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written."""
+        if self.database is None or result_store.database != self.database:
+            raise ConfigError(
+                f"record_outcomes: {result_store!r} does not live in the database of {self!r}"
+            )
+        return set(await self._record_outcomes(worker_id, list(tasks), list(results), result_store))
 
     # --- records: small versioned documents beside the tasks ----------------------------------
 
@@ -585,6 +577,18 @@ class AsyncTaskQueue(Configurable, abc.ABC):
         """Store each task's new state if it is still RUNNING under ``worker_id`` with the same
         ``attempts``; atomic per task. Returns the ids written."""
 
+    async def _record_outcomes(
+        self,
+        worker_id: str,
+        tasks: list[Task],
+        results: list[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> list[str]:
+        """Store results in ``result_store`` and :meth:`_finish` tasks in one transaction:
+        the primitive of :meth:`record_outcomes`, for backends that report a :attr:`database`
+        (``result_store`` is then the same backend's, on the same database)."""
+        raise NotImplementedError(f"{type(self).__name__} reports no database")
+
     @abc.abstractmethod
     async def _transition(
         self, task_id: str, from_statuses: tuple[TaskStatus, ...], **changes: Any
@@ -637,6 +641,69 @@ def enqueued_event(task: Task, at: datetime) -> TaskEvent:
         queue_name=task.queue_name,
         schedule_id=task.schedule_id,
     )
+
+
+def _limits(
+    settings: Settings,
+    ttl: timedelta | float | None,
+    result_ttl: timedelta | float | None,
+    max_retries: int | None,
+    retry_delay: timedelta | float | None,
+    timeout: timedelta | float | None,
+) -> tuple[float | None, float | None, int, float, float | None]:
+    """A task's ttl, result_ttl, max_retries, retry_delay and timeout (seconds), defaults
+    from the settings filled in."""
+    ttl_s = _seconds("ttl", ttl) if ttl is not None else settings.TASK_TTL
+    result_ttl_s = (
+        _seconds("result_ttl", result_ttl) if result_ttl is not None else settings.RESULT_TTL
+    )
+    retries = settings.RETRY_ATTEMPTS if max_retries is None else max_retries
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    delay = (
+        settings.RETRY_DELAY
+        if retry_delay is None
+        else _seconds("retry_delay", retry_delay, allow_zero=True)
+    )
+    timeout_s = _seconds("timeout", timeout) if timeout is not None else settings.TASK_TIMEOUT
+    return ttl_s, result_ttl_s, retries, delay, timeout_s
+
+
+def _check_call_arguments(
+    priority: object, func_args: Mapping[str, Any] | None, args: Sequence[Any]
+) -> None:
+    if type(priority) is not int:
+        raise ConfigError(f"priority must be an int, got {priority!r}")
+    if func_args is not None and not isinstance(func_args, Mapping):
+        raise ConfigError(
+            f"func_args must be a dict of keyword arguments, got {type(func_args).__name__}"
+        )
+    if type(args) not in (tuple, list) and (
+        isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
+    ):
+        raise ConfigError(f"args must be a list or tuple of positional arguments, got {args!r}")
+
+
+def _due(run_at: datetime | None, run_in: timedelta | float | None, now: datetime) -> datetime:
+    """When a task enqueued ``now`` is due (a naive ``run_at`` is taken as UTC)."""
+    if run_at is not None and run_in is not None:
+        raise ConfigError("give run_at or run_in, not both")
+    if run_at is not None:
+        if not isinstance(run_at, datetime):
+            raise ConfigError(f"run_at must be a datetime, got {run_at!r}")
+        return run_at if run_at.tzinfo else run_at.replace(tzinfo=UTC)
+    if run_in is not None:
+        return now + timedelta(seconds=_seconds("run_in", run_in, allow_zero=True))
+    return now
+
+
+def _dependencies(depends_on: Sequence[str] | None) -> tuple[str, ...]:
+    if isinstance(depends_on, str):
+        raise ConfigError("depends_on must be a list of task ids, not one string")
+    deps = tuple(depends_on or ())
+    if any(not isinstance(d, str) or not d for d in deps):
+        raise ConfigError(f"depends_on must be a list of task ids, got {depends_on!r}")
+    return deps
 
 
 def _check_name(field: str, value: object) -> None:

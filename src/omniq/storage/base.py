@@ -5,11 +5,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from omniq._configurable import Configurable
+from omniq._configurable import Component
 from omniq._tasks import wait_within
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError
@@ -30,7 +30,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 _POLL_START, _POLL_MAX = 0.002, 0.05
 
 
-class AsyncResultStorage(Configurable, abc.ABC):
+class AsyncResultStorage(Component, abc.ABC):
     """Stores task results and errors, each with an expiry time."""
 
     def __init__(
@@ -91,6 +91,13 @@ class AsyncResultStorage(Configurable, abc.ABC):
         encode each result apart, so that one that cannot be encoded fails only its task)."""
         if encoded:
             await self._put_many(list(encoded))
+
+    @property
+    def database(self) -> Hashable | None:
+        """The database these results live in, as an opaque identity: a task queue reporting
+        the same writes results and task outcomes in one transaction. None (the default): no
+        task queue shares this storage's transactions."""
+        return None
 
     def encode(self, result: TaskResult) -> bytes:
         """A result's stored form, sealed for its task with a secret key
@@ -159,7 +166,7 @@ class AsyncResultStorage(Configurable, abc.ABC):
         """Delete results whose ``expires_at`` is before ``now``."""
 
 
-class AsyncEventStorage(Configurable, abc.ABC):
+class AsyncEventStorage(Component, abc.ABC):
     """Stores the life-cycle events of tasks and schedules; queryable."""
 
     def __init__(
@@ -168,11 +175,6 @@ class AsyncEventStorage(Configurable, abc.ABC):
         self.settings = settings or get_settings()
         self.project_name = project_name or self.settings.PROJECT_NAME
         _check_name("project_name", self.project_name)
-
-    @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> AsyncEventStorage:
-        """The event storage of a backend."""
-        return backend.event_store(**options)
 
     async def log(self, event: TaskEvent) -> None:
         """Store one event."""

@@ -8,19 +8,46 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from omniq._permissions import modes_of
 from omniq.backends.file.records import RecordDir
 from omniq.backends.file.store import Store, next_seq, open_store, safe_name
 from omniq.backends.file.taskdir import TaskDir
+from omniq.config import Settings
 from omniq.errors import ConfigError
 from omniq.registry import builtin_entry
 
-__all__ = ["ENTRY", "RecordDir", "Store", "TaskDir", "next_seq", "open_store", "run", "safe_name"]
+__all__ = [
+    "ENTRY",
+    "RecordDir",
+    "Store",
+    "TaskDir",
+    "component_store",
+    "next_seq",
+    "open_store",
+    "run",
+    "safe_name",
+]
 
 T = TypeVar("T")
+
+
+def component_store(
+    project_name: str,
+    settings: Settings,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Store:
+    """The store of a component: the keywords of
+    :class:`~omniq.backends.file.options.FileConnection` (``base_dir`` None: the setting)."""
+    return open_store(
+        base_dir or settings.BASE_DIR, storage_options, project_name, modes_of(settings)
+    )
 
 
 async def run(func: Callable[..., T], *args: Any) -> T:

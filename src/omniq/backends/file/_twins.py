@@ -6,19 +6,22 @@ after changing an async class (a test fails while this file is stale)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import msgspec
 
 from omniq._sync import SyncTwin
+from omniq.backend.base import Backend
+from omniq.backends.file.options import FileConnection
 from omniq.backends.file.queue import AsyncFileTaskQueue
 from omniq.backends.file.storage import AsyncFileEventStorage, AsyncFileResultStorage
 from omniq.config import Settings
 from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskStatus
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["FileEventStorage", "FileResultStorage", "FileTaskQueue"]
 
@@ -37,23 +40,21 @@ class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[FileConnection],
     ) -> None:
         self._construct(
             partial(
                 AsyncFileTaskQueue,
                 project_name=project_name,
-                base_dir=base_dir,
-                storage_options=storage_options,
                 queues=queues,
                 serializer=serializer,
                 settings=settings,
                 event_store=event_store,
+                **connection,
             )
         )
 
@@ -142,6 +143,14 @@ class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
         """How many tasks match."""
         return self._run(self._target().count(queue_name, status))
 
+    @property
+    def database(self) -> Hashable | None:
+        """The database this queue's tasks live in, as an opaque identity: where a result
+        storage reports the same, :meth:`record_outcomes` writes both in one transaction.
+        None (the default): no result storage shares this queue's transactions.
+        """
+        return self._target().database
+
     def delete_record(self, kind: str, key: str) -> bool:
         """Delete a record; True if there was one."""
         return self._run(self._target().delete_record(kind, key))
@@ -204,29 +213,15 @@ class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
         """
         return self._run(self._target().finish(worker_id, tasks))
 
-    def finish_with_results(
-        self,
-        worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
-        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction, where the result store lives in this queue's database; None where it does
-        not (the caller then stores the results, then finishes).
-        """
-        return self._run(
-            self._target().finish_with_results(worker_id, tasks, results, result_store)
-        )
-
     def flush_events(self) -> None:
         """Write the ENQUEUED events still buffered."""
         return self._run(self._target().flush_events())
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncFileTaskQueue.from_backend, backend, **options))
 
     @classmethod
@@ -243,6 +238,13 @@ class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncFileTaskQueue.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncFileTaskQueue.from_url, url, **options))
 
     def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
         """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
@@ -280,6 +282,20 @@ class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
     def put_record(self, kind: str, key: str, data: bytes) -> int:
         """Store a record whatever its version; returns the new version."""
         return self._run(self._target().put_record(kind, key, data))
+
+    def record_outcomes(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written.
+        """
+        return self._run(self._target().record_outcomes(worker_id, tasks, results, result_store))
 
     def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
         """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
@@ -343,19 +359,17 @@ class FileResultStorage(SyncTwin[AsyncFileResultStorage], twin=AsyncFileResultSt
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[FileConnection],
     ) -> None:
         self._construct(
             partial(
                 AsyncFileResultStorage,
                 project_name=project_name,
-                base_dir=base_dir,
-                storage_options=storage_options,
                 serializer=serializer,
                 settings=settings,
+                **connection,
             )
         )
 
@@ -368,6 +382,14 @@ class FileResultStorage(SyncTwin[AsyncFileResultStorage], twin=AsyncFileResultSt
         return self._run(self._target().close())
 
     config_class = AsyncFileResultStorage.config_class
+
+    @property
+    def database(self) -> Hashable | None:
+        """The database these results live in, as an opaque identity: a task queue reporting
+        the same writes results and task outcomes in one transaction. None (the default): no
+        task queue shares this storage's transactions.
+        """
+        return self._target().database
 
     def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""
@@ -384,6 +406,13 @@ class FileResultStorage(SyncTwin[AsyncFileResultStorage], twin=AsyncFileResultSt
         return self._target().encode_many(results)
 
     @classmethod
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
+        return cls._build(partial(AsyncFileResultStorage.from_backend, backend, **options))
+
+    @classmethod
     def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
         """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
         return cls._build(partial(AsyncFileResultStorage.from_config, config, **extra))
@@ -397,6 +426,13 @@ class FileResultStorage(SyncTwin[AsyncFileResultStorage], twin=AsyncFileResultSt
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncFileResultStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncFileResultStorage.from_url, url, **options))
 
     def get(
         self, task_id: str, wait: bool = False, timeout: float | None = None
@@ -431,17 +467,12 @@ class FileEventStorage(SyncTwin[AsyncFileEventStorage], twin=AsyncFileEventStora
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[FileConnection],
     ) -> None:
         self._construct(
             partial(
-                AsyncFileEventStorage,
-                project_name=project_name,
-                base_dir=base_dir,
-                storage_options=storage_options,
-                settings=settings,
+                AsyncFileEventStorage, project_name=project_name, settings=settings, **connection
             )
         )
 
@@ -456,8 +487,10 @@ class FileEventStorage(SyncTwin[AsyncFileEventStorage], twin=AsyncFileEventStora
         return self._run(self._target().delete_before(before))
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The event storage of a backend."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncFileEventStorage.from_backend, backend, **options))
 
     @classmethod
@@ -474,6 +507,13 @@ class FileEventStorage(SyncTwin[AsyncFileEventStorage], twin=AsyncFileEventStora
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncFileEventStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncFileEventStorage.from_url, url, **options))
 
     def get_events(
         self,

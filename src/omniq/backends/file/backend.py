@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import Unpack
 
-from omniq.backend.base import Backend
-from omniq.config import Settings
+from omniq.backend.base import Backend, BackendOptions
+from omniq.backends.file.options import FileConnection, FileOptions
 
-__all__ = ["FileBackend"]
+__all__ = ["FileBackend", "FileKeywords"]
+
+
+class FileKeywords(FileConnection, BackendOptions, total=False):
+    """The keywords of :class:`FileBackend`."""
 
 
 class FileBackend(Backend):
     """Task queue, results and JSON-lines events under ``base_dir`` (a path or an fsspec URL
-    such as ``memory://x`` or ``s3://bucket/prefix`` with ``storage_options``)."""
+    such as ``memory://x`` or ``s3://bucket/prefix`` with ``storage_options``:
+    :class:`~omniq.backends.file.options.FileConnection`)."""
 
     name = "file"
+    options_class = FileOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        storage_options: dict[str, Any] | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(
-            project_name=project_name,
-            base_dir=base_dir,
-            storage_options=storage_options,
-            settings=settings,
-        )
+    def __init__(self, **options: Unpack[FileKeywords]) -> None:
+        super().__init__(**options)

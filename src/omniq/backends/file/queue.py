@@ -110,18 +110,17 @@ queue or by a final status, read every finished task file.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from omniq._notify import channel
-from omniq._permissions import modes_of
-from omniq.backends.file import RecordDir, TaskDir, open_store, run
+from omniq.backends.file import RecordDir, TaskDir, component_store, run
 from omniq.backends.file.layout import us
+from omniq.backends.file.options import FileConnection, FileTaskQueueConfig
 from omniq.config import Settings
-from omniq.models import FileTaskQueueConfig, Task, TaskStatus
+from omniq.models import Task, TaskStatus
 from omniq.queue.base import AsyncTaskQueue
 from omniq.serialization import Serializer
 
@@ -135,8 +134,7 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
 
     Args:
         project_name: namespace directory under ``base_dir``; projects never see each other.
-        base_dir: local path or fsspec URL; default ``Settings.BASE_DIR``.
-        storage_options: keyword arguments for the fsspec filesystem (credentials, endpoint).
+        base_dir, storage_options: where (:class:`~omniq.backends.file.options.FileConnection`).
         queues: the named queues this object accepts and claims from, first = highest.
         serializer, settings: as for every queue.
         event_store: where an ENQUEUED event of each stored task goes (default: none).
@@ -148,12 +146,11 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[FileConnection],
     ) -> None:
         super().__init__(
             project_name=project_name,
@@ -162,12 +159,7 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
             settings=settings,
             event_store=event_store,
         )
-        store = open_store(
-            base_dir or self.settings.BASE_DIR,
-            storage_options,
-            self.project_name,
-            modes_of(self.settings),
-        )
+        store = component_store(self.project_name, self.settings, **connection)
         self.networked = not store.local and not store.url.startswith("memory://")
         self._dir = TaskDir(store)
         self._records = RecordDir(store)

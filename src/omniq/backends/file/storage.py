@@ -21,24 +21,21 @@ import asyncio
 import logging
 import os
 import struct
-from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Unpack
 
 import msgspec
 
 from omniq._notify import channel
-from omniq._permissions import modes_of
-from omniq.backends.file import next_seq, open_store, run, safe_name
+from omniq.backends.file import component_store, next_seq, run, safe_name
 from omniq.backends.file.layout import us
-from omniq.config import Settings
-from omniq.models import (
-    EventType,
+from omniq.backends.file.options import (
+    FileConnection,
     FileEventStorageConfig,
     FileResultStorageConfig,
-    TaskEvent,
-    TaskResult,
 )
+from omniq.config import Settings
+from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 
@@ -70,8 +67,7 @@ class AsyncFileResultStorage(AsyncResultStorage):
 
     Args:
         project_name: namespace directory under ``base_dir``.
-        base_dir: local path or fsspec URL; default ``Settings.BASE_DIR``.
-        storage_options: keyword arguments for the fsspec filesystem.
+        base_dir, storage_options: where (:class:`~omniq.backends.file.options.FileConnection`).
         serializer, settings: as for every result storage.
     """
 
@@ -81,18 +77,12 @@ class AsyncFileResultStorage(AsyncResultStorage):
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[FileConnection],
     ) -> None:
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        self._store = open_store(
-            base_dir or self.settings.BASE_DIR,
-            storage_options,
-            self.project_name,
-            modes_of(self.settings),
-        )
+        self._store = component_store(self.project_name, self.settings, **connection)
         self._signal = channel(("file-results", self._store.url, self.project_name))
 
     @staticmethod
@@ -164,8 +154,7 @@ class AsyncFileEventStorage(AsyncEventStorage):
 
     Args:
         project_name: namespace directory under ``base_dir``.
-        base_dir: local path or fsspec URL; default ``Settings.BASE_DIR``.
-        storage_options: keyword arguments for the fsspec filesystem.
+        base_dir, storage_options: where (:class:`~omniq.backends.file.options.FileConnection`).
         settings: as for every event storage.
     """
 
@@ -175,17 +164,11 @@ class AsyncFileEventStorage(AsyncEventStorage):
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[FileConnection],
     ) -> None:
         super().__init__(project_name=project_name, settings=settings)
-        self._store = open_store(
-            base_dir or self.settings.BASE_DIR,
-            storage_options,
-            self.project_name,
-            modes_of(self.settings),
-        )
+        self._store = component_store(self.project_name, self.settings, **connection)
 
     async def _write_many(self, events: list[TaskEvent]) -> None:
         by_day: dict[date, list[bytes]] = {}

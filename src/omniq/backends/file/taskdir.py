@@ -82,6 +82,20 @@ class TaskDir(Leases):
 
         A snapshot, not atomic: a task moving meanwhile is counted once (first place seen)."""
         found: dict[str, tuple[int, Task | None]] = {}
+        self._scan_pending(found, queue, status, read)
+        if status in (None, TaskStatus.RUNNING):
+            self._scan_running(found, queue, read)
+        if status is None or status not in (TaskStatus.RUNNING, *CLAIMABLE):
+            self._scan_done(found, queue, status, read)
+        return found
+
+    def _scan_pending(
+        self,
+        found: dict[str, tuple[int, Task | None]],
+        queue: str | None,
+        status: TaskStatus | None,
+        read: bool,
+    ) -> None:
         for qdir in self._queue_dirs(queue):
             for name in self.store.listdir(f"{L.PENDING}/{qdir}"):
                 p = L.parse_pending(name)
@@ -102,42 +116,53 @@ class TaskDir(Leases):
                         attempts=p.attempts,
                     )
                 found.setdefault(p.eid, (p.seq, task))
-        if status in (None, TaskStatus.RUNNING):
-            for folder in (L.RUNNING, L.FINISHING):
-                for name in self.store.listdir(folder):
-                    e = L.parse_running(name) if folder == L.RUNNING else L.parse_finishing(name)
-                    if e is None or e.eid in found:
-                        continue
-                    task = None
-                    if read or queue is not None:
-                        rec, err, ok = self._record(f"{folder}/{name}")
-                        if not ok:
-                            continue
-                        task = self._view(rec, err, e.eid, attempts=e.attempts)
-                        if isinstance(e, L.Running):
-                            task = self._running_view(task, e)
-                        else:
-                            task = in_move(task, e)
-                        if queue is not None and task.queue_name != queue:
-                            continue
-                    found[e.eid] = (e.seq, task)
-        if status is None or status not in (TaskStatus.RUNNING, *CLAIMABLE):
-            for eid in self.store.listdir(L.DONE):
-                if eid in found:
+
+    def _scan_running(
+        self, found: dict[str, tuple[int, Task | None]], queue: str | None, read: bool
+    ) -> None:
+        """Running tasks and those between the two renames of a move."""
+        for folder in (L.RUNNING, L.FINISHING):
+            for name in self.store.listdir(folder):
+                e = L.parse_running(name) if folder == L.RUNNING else L.parse_finishing(name)
+                if e is None or e.eid in found:
                     continue
-                task, seq = None, 0
-                if read or queue is not None or status is not None:
-                    rec, err, ok = self._record(f"{L.DONE}/{eid}")
+                task = None
+                if read or queue is not None:
+                    rec, err, ok = self._record(f"{folder}/{name}")
                     if not ok:
                         continue
-                    seq = rec.seq if rec else 0
-                    task = self._view(rec, err, eid, status=TaskStatus.FAILED)
-                    if (queue is not None and task.queue_name != queue) or (
-                        status is not None and task.status is not status
-                    ):
+                    task = self._view(rec, err, e.eid, attempts=e.attempts)
+                    if isinstance(e, L.Running):
+                        task = self._running_view(task, e)
+                    else:
+                        task = in_move(task, e)
+                    if queue is not None and task.queue_name != queue:
                         continue
-                found[eid] = (seq, task)
-        return found
+                found[e.eid] = (e.seq, task)
+
+    def _scan_done(
+        self,
+        found: dict[str, tuple[int, Task | None]],
+        queue: str | None,
+        status: TaskStatus | None,
+        read: bool,
+    ) -> None:
+        """Final tasks: their status is only in the file, so any filter reads it."""
+        for eid in self.store.listdir(L.DONE):
+            if eid in found:
+                continue
+            task, seq = None, 0
+            if read or queue is not None or status is not None:
+                rec, err, ok = self._record(f"{L.DONE}/{eid}")
+                if not ok:
+                    continue
+                seq = rec.seq if rec else 0
+                task = self._view(rec, err, eid, status=TaskStatus.FAILED)
+                if (queue is not None and task.queue_name != queue) or (
+                    status is not None and task.status is not status
+                ):
+                    continue
+            found[eid] = (seq, task)
 
     def list(self, queue: str | None, status: TaskStatus | None, limit: int) -> list[Task]:
         ordered = sorted(self._scan(queue, status, read=True).values(), key=lambda v: v[0])

@@ -6,7 +6,7 @@ after changing an async class (a test fails while this file is stale)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Self
@@ -14,11 +14,13 @@ from typing import Any, Self
 import msgspec
 
 from omniq._sync import SyncTwin
+from omniq.backend.base import Backend
 from omniq.backends.memory.queue import AsyncMemoryTaskQueue
 from omniq.backends.memory.storage import AsyncMemoryEventStorage, AsyncMemoryResultStorage
 from omniq.config import Settings
 from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskStatus
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["MemoryEventStorage", "MemoryResultStorage", "MemoryTaskQueue"]
 
@@ -136,6 +138,14 @@ class MemoryTaskQueue(SyncTwin[AsyncMemoryTaskQueue], twin=AsyncMemoryTaskQueue)
         """How many tasks match."""
         return self._run(self._target().count(queue_name, status))
 
+    @property
+    def database(self) -> Hashable | None:
+        """The database this queue's tasks live in, as an opaque identity: where a result
+        storage reports the same, :meth:`record_outcomes` writes both in one transaction.
+        None (the default): no result storage shares this queue's transactions.
+        """
+        return self._target().database
+
     def delete_record(self, kind: str, key: str) -> bool:
         """Delete a record; True if there was one."""
         return self._run(self._target().delete_record(kind, key))
@@ -198,29 +208,15 @@ class MemoryTaskQueue(SyncTwin[AsyncMemoryTaskQueue], twin=AsyncMemoryTaskQueue)
         """
         return self._run(self._target().finish(worker_id, tasks))
 
-    def finish_with_results(
-        self,
-        worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
-        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction, where the result store lives in this queue's database; None where it does
-        not (the caller then stores the results, then finishes).
-        """
-        return self._run(
-            self._target().finish_with_results(worker_id, tasks, results, result_store)
-        )
-
     def flush_events(self) -> None:
         """Write the ENQUEUED events still buffered."""
         return self._run(self._target().flush_events())
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncMemoryTaskQueue.from_backend, backend, **options))
 
     @classmethod
@@ -237,6 +233,13 @@ class MemoryTaskQueue(SyncTwin[AsyncMemoryTaskQueue], twin=AsyncMemoryTaskQueue)
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncMemoryTaskQueue.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncMemoryTaskQueue.from_url, url, **options))
 
     def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
         """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
@@ -274,6 +277,20 @@ class MemoryTaskQueue(SyncTwin[AsyncMemoryTaskQueue], twin=AsyncMemoryTaskQueue)
     def put_record(self, kind: str, key: str, data: bytes) -> int:
         """Store a record whatever its version; returns the new version."""
         return self._run(self._target().put_record(kind, key, data))
+
+    def record_outcomes(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written.
+        """
+        return self._run(self._target().record_outcomes(worker_id, tasks, results, result_store))
 
     def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
         """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
@@ -338,6 +355,14 @@ class MemoryResultStorage(SyncTwin[AsyncMemoryResultStorage], twin=AsyncMemoryRe
 
     config_class = AsyncMemoryResultStorage.config_class
 
+    @property
+    def database(self) -> Hashable | None:
+        """The database these results live in, as an opaque identity: a task queue reporting
+        the same writes results and task outcomes in one transaction. None (the default): no
+        task queue shares this storage's transactions.
+        """
+        return self._target().database
+
     def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""
         return self._run(self._target().delete(task_id))
@@ -353,6 +378,13 @@ class MemoryResultStorage(SyncTwin[AsyncMemoryResultStorage], twin=AsyncMemoryRe
         return self._target().encode_many(results)
 
     @classmethod
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
+        return cls._build(partial(AsyncMemoryResultStorage.from_backend, backend, **options))
+
+    @classmethod
     def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
         """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
         return cls._build(partial(AsyncMemoryResultStorage.from_config, config, **extra))
@@ -366,6 +398,13 @@ class MemoryResultStorage(SyncTwin[AsyncMemoryResultStorage], twin=AsyncMemoryRe
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncMemoryResultStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncMemoryResultStorage.from_url, url, **options))
 
     def get(
         self, task_id: str, wait: bool = False, timeout: float | None = None
@@ -410,8 +449,10 @@ class MemoryEventStorage(SyncTwin[AsyncMemoryEventStorage], twin=AsyncMemoryEven
         return self._run(self._target().delete_before(before))
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The event storage of a backend."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncMemoryEventStorage.from_backend, backend, **options))
 
     @classmethod
@@ -428,6 +469,13 @@ class MemoryEventStorage(SyncTwin[AsyncMemoryEventStorage], twin=AsyncMemoryEven
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncMemoryEventStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncMemoryEventStorage.from_url, url, **options))
 
     def get_events(
         self,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from omniq.backend.base import Backend
-from omniq.config import Settings
+from typing import Unpack
+
+from omniq.backend.base import Backend, BackendOptions
+from omniq.backends.memory.options import MemoryOptions
 
 __all__ = ["MemoryBackend"]
 
@@ -12,9 +14,8 @@ class MemoryBackend(Backend):
     """In-memory task queue, results and events (one process, nothing persisted)."""
 
     name = "memory"
+    options_class = MemoryOptions
     queue_records_events = False
 
-    def __init__(
-        self, *, project_name: str | None = None, settings: Settings | None = None
-    ) -> None:
-        super().__init__(project_name=project_name, settings=settings)
+    def __init__(self, **options: Unpack[BackendOptions]) -> None:
+        super().__init__(**options)

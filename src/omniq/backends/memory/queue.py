@@ -18,7 +18,8 @@ from typing import Any
 
 from omniq._notify import Signal
 from omniq._tasks import wait_within
-from omniq.models import MemoryTaskQueueConfig, Task, TaskStatus
+from omniq.backends.memory.options import MemoryTaskQueueConfig
+from omniq.models import Task, TaskStatus
 from omniq.queue.base import CLAIMABLE, FINAL, AsyncTaskQueue
 
 __all__ = ["AsyncMemoryTaskQueue"]

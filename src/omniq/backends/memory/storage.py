@@ -8,13 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from omniq._notify import Signal
-from omniq.models import (
-    EventType,
-    MemoryEventStorageConfig,
-    MemoryResultStorageConfig,
-    TaskEvent,
-    TaskResult,
-)
+from omniq.backends.memory.options import MemoryEventStorageConfig, MemoryResultStorageConfig
+from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 
 __all__ = [

@@ -6,19 +6,22 @@ after changing an async class (a test fails while this file is stale)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import msgspec
 
 from omniq._sync import SyncTwin
+from omniq.backend.base import Backend
+from omniq.backends.nats.options import NATSConnection
 from omniq.backends.nats.queue import AsyncNATSTaskQueue
 from omniq.backends.nats.storage import AsyncNATSResultStorage
 from omniq.config import Settings
 from omniq.models import Task, TaskResult, TaskStatus
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["NATSResultStorage", "NATSTaskQueue"]
 
@@ -40,44 +43,37 @@ class NATSTaskQueue(SyncTwin[AsyncNATSTaskQueue], twin=AsyncNATSTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        servers: str | Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
         ack_wait: float | None = None,
-        replicas: int = 1,
-        connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[NATSConnection],
     ) -> None:
         """Connect (lazily, on first use) to a project's task queue on NATS JetStream.
 
         Parameters:
             project_name: namespace on the server; projects never see each other's tasks.
-            servers: ``nats://host:4222`` URLs (a list, or one string, comma-separated allowed;
-                credentials in the URL as ``nats://user:pw@host``); default ``nats://127.0.0.1:4222``.
             queues: the named queues this object serves, in priority order (None: any).
             ack_wait: the consumers' ``AckWait`` in seconds (default ``Settings.LEASE_TIMEOUT``),
                 applied when this object first uses a consumer (the last process to do so wins);
                 leases do not depend on it (see the module's notes).
-            replicas: stream replicas of the buckets created by this object (a cluster: 3).
-            connect_options: more keywords for ``nats.connect`` (``tls``, ``user_credentials``,
-                ``token``, ...).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``servers=``, ``replicas=`` of the buckets this object creates,
+                ``connect_options=`` (:class:`~omniq.backends.nats.options.NATSConnection`).
         """
         self._construct(
             partial(
                 AsyncNATSTaskQueue,
                 project_name=project_name,
-                servers=servers,
                 queues=queues,
                 ack_wait=ack_wait,
-                replicas=replicas,
-                connect_options=connect_options,
                 serializer=serializer,
                 settings=settings,
                 event_store=event_store,
+                **connection,
             )
         )
 
@@ -166,6 +162,14 @@ class NATSTaskQueue(SyncTwin[AsyncNATSTaskQueue], twin=AsyncNATSTaskQueue):
         """How many tasks match."""
         return self._run(self._target().count(queue_name, status))
 
+    @property
+    def database(self) -> Hashable | None:
+        """The database this queue's tasks live in, as an opaque identity: where a result
+        storage reports the same, :meth:`record_outcomes` writes both in one transaction.
+        None (the default): no result storage shares this queue's transactions.
+        """
+        return self._target().database
+
     def delete_record(self, kind: str, key: str) -> bool:
         """Delete a record; True if there was one."""
         return self._run(self._target().delete_record(kind, key))
@@ -228,29 +232,15 @@ class NATSTaskQueue(SyncTwin[AsyncNATSTaskQueue], twin=AsyncNATSTaskQueue):
         """
         return self._run(self._target().finish(worker_id, tasks))
 
-    def finish_with_results(
-        self,
-        worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
-        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction, where the result store lives in this queue's database; None where it does
-        not (the caller then stores the results, then finishes).
-        """
-        return self._run(
-            self._target().finish_with_results(worker_id, tasks, results, result_store)
-        )
-
     def flush_events(self) -> None:
         """Write the ENQUEUED events still buffered."""
         return self._run(self._target().flush_events())
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncNATSTaskQueue.from_backend, backend, **options))
 
     @classmethod
@@ -267,6 +257,13 @@ class NATSTaskQueue(SyncTwin[AsyncNATSTaskQueue], twin=AsyncNATSTaskQueue):
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncNATSTaskQueue.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncNATSTaskQueue.from_url, url, **options))
 
     def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
         """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
@@ -304,6 +301,20 @@ class NATSTaskQueue(SyncTwin[AsyncNATSTaskQueue], twin=AsyncNATSTaskQueue):
     def put_record(self, kind: str, key: str, data: bytes) -> int:
         """Store a record whatever its version; returns the new version."""
         return self._run(self._target().put_record(kind, key, data))
+
+    def record_outcomes(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written.
+        """
+        return self._run(self._target().record_outcomes(worker_id, tasks, results, result_store))
 
     def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
         """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
@@ -365,33 +376,21 @@ class NATSResultStorage(SyncTwin[AsyncNATSResultStorage], twin=AsyncNATSResultSt
         self,
         *,
         project_name: str | None = None,
-        servers: str | Sequence[str] | None = None,
-        replicas: int = 1,
-        connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[NATSConnection],
     ) -> None:
-        """Connect (lazily, on first use) to a project's results on NATS JetStream.
-
-        Parameters:
-            project_name: namespace on the server; projects never see each other's results.
-            servers: ``nats://host:4222`` URLs (a list, or one string, comma-separated allowed);
-                default ``nats://127.0.0.1:4222``.
-            replicas: stream replicas of the bucket when this object creates it (a cluster: 3).
-            connect_options: more keywords for ``nats.connect`` (``tls``, ``token``, ...).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``); ``RESULT_TTL`` is the bucket's
-                ``max_age`` when this object creates it.
+        """Connect (lazily, on first use) to a project's results on NATS JetStream: parameters
+        as for :class:`.queue.AsyncNATSTaskQueue` (``serializer`` encodes result values;
+        ``settings.RESULT_TTL`` is the bucket's ``max_age`` when this object creates it).
         """
         self._construct(
             partial(
                 AsyncNATSResultStorage,
                 project_name=project_name,
-                servers=servers,
-                replicas=replicas,
-                connect_options=connect_options,
                 serializer=serializer,
                 settings=settings,
+                **connection,
             )
         )
 
@@ -404,6 +403,14 @@ class NATSResultStorage(SyncTwin[AsyncNATSResultStorage], twin=AsyncNATSResultSt
         return self._run(self._target().close())
 
     config_class = AsyncNATSResultStorage.config_class
+
+    @property
+    def database(self) -> Hashable | None:
+        """The database these results live in, as an opaque identity: a task queue reporting
+        the same writes results and task outcomes in one transaction. None (the default): no
+        task queue shares this storage's transactions.
+        """
+        return self._target().database
 
     def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""
@@ -420,6 +427,13 @@ class NATSResultStorage(SyncTwin[AsyncNATSResultStorage], twin=AsyncNATSResultSt
         return self._target().encode_many(results)
 
     @classmethod
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
+        return cls._build(partial(AsyncNATSResultStorage.from_backend, backend, **options))
+
+    @classmethod
     def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
         """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
         return cls._build(partial(AsyncNATSResultStorage.from_config, config, **extra))
@@ -433,6 +447,13 @@ class NATSResultStorage(SyncTwin[AsyncNATSResultStorage], twin=AsyncNATSResultSt
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncNATSResultStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncNATSResultStorage.from_url, url, **options))
 
     def get(
         self, task_id: str, wait: bool = False, timeout: float | None = None

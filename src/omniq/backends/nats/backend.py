@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from omniq.backend.base import Backend
-from omniq.config import Settings
+from typing import Unpack
 
-__all__ = ["NATSBackend"]
+from omniq.backend.base import Backend, BackendOptions
+from omniq.backends.nats.options import NATSConnection, NATSOptions
+
+__all__ = ["NATSBackend", "NATSKeywords"]
+
+
+class NATSKeywords(NATSConnection, BackendOptions, total=False):
+    """The keywords of :class:`NATSBackend`."""
 
 
 class NATSBackend(Backend):
-    """Task queue and results on NATS JetStream (``servers=["nats://host:4222"]``). NATS keeps no
-    event storage: pass ``event_store_backend=`` to ``OmniQ.from_backend``."""
+    """Task queue and results on NATS JetStream (``servers=["nats://host:4222"]``,
+    :class:`~omniq.backends.nats.options.NATSConnection`). NATS keeps no event storage: pass
+    ``event_store_backend=`` to ``OmniQ.from_backend``."""
 
     name = "nats"
+    options_class = NATSOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        servers: str | list[str] | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(project_name=project_name, servers=servers, settings=settings)
+    def __init__(self, **options: Unpack[NATSKeywords]) -> None:
+        super().__init__(**options)

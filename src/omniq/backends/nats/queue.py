@@ -50,13 +50,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-import msgspec
-
-from omniq._redact import redact
 from omniq.backends.nats import keys, records
-from omniq.backends.nats.client import CasConflict, Client, Entry, Write, acquire, delivery_info
+from omniq.backends.nats.client import CasConflict, Client, Entry, Write, delivery_info
+from omniq.backends.nats.component import Connected
 from omniq.backends.nats.keys import MARKER_TTL, decode_status, decode_task, encode_task
 from omniq.backends.nats.layout import (
     KEYS_BUCKET,
@@ -65,15 +63,15 @@ from omniq.backends.nats.layout import (
     TASKS_BUCKET,
     band,
     bucket_config,
-    servers_list,
     task_key,
     token,
     wake_subject,
 )
+from omniq.backends.nats.options import NATSConnection, NATSTaskQueueConfig
 from omniq.backends.nats.pairs import PREFETCH_CLAIMS, Pair, Poller, wake_payload
 from omniq.backends.nats.waiting import WaitingIndex
 from omniq.config import Settings
-from omniq.errors import StorageError, require
+from omniq.errors import StorageError
 from omniq.models import Task, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
@@ -87,18 +85,7 @@ logger = logging.getLogger("omniq.nats")
 _REGISTRY_REFRESH_S = 5.0
 
 
-class NATSTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Configuration of :class:`AsyncNATSTaskQueue` (see its constructor)."""
-
-    project_name: str | None = None
-    servers: str | list[str] | None = None
-    queues: list[str] | None = None
-    ack_wait: float | None = None
-    replicas: int = 1
-    connect_options: dict[str, Any] = {}
-
-
-class AsyncNATSTaskQueue(AsyncTaskQueue):
+class AsyncNATSTaskQueue(Connected, AsyncTaskQueue):
     """Task queue on NATS JetStream (nats-py)."""
 
     networked = True
@@ -109,31 +96,26 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        servers: str | Sequence[str] | None = None,
         queues: Sequence[str] | None = None,
         ack_wait: float | None = None,
-        replicas: int = 1,
-        connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[NATSConnection],
     ) -> None:
         """Connect (lazily, on first use) to a project's task queue on NATS JetStream.
 
         Parameters:
             project_name: namespace on the server; projects never see each other's tasks.
-            servers: ``nats://host:4222`` URLs (a list, or one string, comma-separated allowed;
-                credentials in the URL as ``nats://user:pw@host``); default ``nats://127.0.0.1:4222``.
             queues: the named queues this object serves, in priority order (None: any).
             ack_wait: the consumers' ``AckWait`` in seconds (default ``Settings.LEASE_TIMEOUT``),
                 applied when this object first uses a consumer (the last process to do so wins);
                 leases do not depend on it (see the module's notes).
-            replicas: stream replicas of the buckets created by this object (a cluster: 3).
-            connect_options: more keywords for ``nats.connect`` (``tls``, ``user_credentials``,
-                ``token``, ...).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``servers=``, ``replicas=`` of the buckets this object creates,
+                ``connect_options=`` (:class:`~omniq.backends.nats.options.NATSConnection`).
         """
         super().__init__(
             project_name=project_name,
@@ -142,25 +124,13 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
             settings=settings,
             event_store=event_store,
         )
-        # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
-        # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
-        require("nats.aio.client", "nats")
-        self.servers = servers_list(servers)
+        self._open(**connection)
         self.ack_wait = float(ack_wait or self.settings.LEASE_TIMEOUT)
-        self.replicas = replicas
-        self._options = dict(connect_options or {})
-        self._p = token(self.project_name)
-        self._client: Client | None = None
-        self._setup: asyncio.Future[Client] | None = None
         self._poller = Poller(self._p, self.project_name, self.ack_wait)
         self._waiting = WaitingIndex(self._p)
         # Our last write of each task we claimed: (revision, task), for compare-and-set.
         self._held: dict[str, tuple[int, Task]] = {}
         self._claim_queues: list[str] | None = self.queues
-
-    def __repr__(self) -> str:
-        servers = redact(",".join(self.servers))
-        return f"<{type(self).__name__} {servers} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
@@ -170,32 +140,16 @@ class AsyncNATSTaskQueue(AsyncTaskQueue):
         if client is not None:
             await client.release()
 
-    async def _c(self) -> Client:
-        """The client, connected and with the buckets in place."""
-        client = self._client
-        if client is not None and client.loop is asyncio.get_running_loop():
-            return client
-        if self._setup is None or self._setup.get_loop() is not asyncio.get_running_loop():
-            self._setup = asyncio.ensure_future(self._connect())
-        return await asyncio.shield(self._setup)
-
-    async def _connect(self) -> Client:
-        client = await acquire(self.servers, self._options)
-        try:
+    def _buckets(self) -> list[dict[str, Any]]:
+        return [
+            bucket_config(bucket, replicas=self.replicas, description=description)
             for bucket, description in (
                 (TASKS_BUCKET, "OmniQ tasks (and their delivery)"),
                 (KEYS_BUCKET, "OmniQ idempotency keys"),
                 (QUEUES_BUCKET, "OmniQ named queues and priority bands"),
                 (RECORDS_BUCKET, "OmniQ records (schedules, worker heartbeats)"),
-            ):
-                config = bucket_config(bucket, replicas=self.replicas, description=description)
-                await client.ensure_stream(config)
-        except BaseException:
-            self._setup = None
-            await client.release()
-            raise
-        self._client = client
-        return client
+            )
+        ]
 
     # --- primitives --------------------------------------------------------------------------
 

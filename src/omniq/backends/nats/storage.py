@@ -23,23 +23,20 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-import msgspec
+from typing import Any, Unpack
 
 from omniq._notify import Signal
-from omniq._redact import redact
-from omniq.backends.nats.client import CasConflict, Client, Write, acquire
+from omniq.backends.nats.client import CasConflict, Write
+from omniq.backends.nats.component import Connected
 from omniq.backends.nats.layout import (
     RESULTS_BUCKET,
     bucket_config,
     bucket_stream,
     kv_subject,
-    servers_list,
     token,
 )
+from omniq.backends.nats.options import NATSConnection, NATSResultStorageConfig
 from omniq.config import Settings
 from omniq.errors import StorageError, require
 from omniq.models import TaskResult, utcnow
@@ -54,18 +51,7 @@ _MARKER_TTL = "60s"
 _RECHECK_S = 5.0  # a waiter looks again this often anyway (a safety net, not the mechanism)
 
 
-class NATSResultStorageConfig(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
-):
-    """Configuration of :class:`AsyncNATSResultStorage` (see its constructor)."""
-
-    project_name: str | None = None
-    servers: str | list[str] | None = None
-    replicas: int = 1
-    connect_options: dict[str, Any] = {}
-
-
-class AsyncNATSResultStorage(AsyncResultStorage):
+class AsyncNATSResultStorage(Connected, AsyncResultStorage):
     """Results in a NATS JetStream key-value bucket, expiring with their ``result_ttl``."""
 
     config_class = NATSResultStorageConfig
@@ -74,44 +60,21 @@ class AsyncNATSResultStorage(AsyncResultStorage):
         self,
         *,
         project_name: str | None = None,
-        servers: str | Sequence[str] | None = None,
-        replicas: int = 1,
-        connect_options: dict[str, Any] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[NATSConnection],
     ) -> None:
-        """Connect (lazily, on first use) to a project's results on NATS JetStream.
-
-        Parameters:
-            project_name: namespace on the server; projects never see each other's results.
-            servers: ``nats://host:4222`` URLs (a list, or one string, comma-separated allowed);
-                default ``nats://127.0.0.1:4222``.
-            replicas: stream replicas of the bucket when this object creates it (a cluster: 3).
-            connect_options: more keywords for ``nats.connect`` (``tls``, ``token``, ...).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``); ``RESULT_TTL`` is the bucket's
-                ``max_age`` when this object creates it.
-        """
+        """Connect (lazily, on first use) to a project's results on NATS JetStream: parameters
+        as for :class:`.queue.AsyncNATSTaskQueue` (``serializer`` encodes result values;
+        ``settings.RESULT_TTL`` is the bucket's ``max_age`` when this object creates it)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        # The driver loads here, not on first use (as the PostgreSQL backend does): a missing
-        # extra fails at once, and its import (~0.25 s, aiohttp) does not delay the first call.
-        require("nats.aio.client", "nats")
-        self.servers = servers_list(servers)
-        self.replicas = replicas
-        self._options = dict(connect_options or {})
-        self._p = token(self.project_name)
-        self._client: Client | None = None
-        self._setup: asyncio.Future[Client] | None = None
+        self._open(**connection)
         self._signal = Signal()
         self._watch: Any = None
         self._watch_setup: asyncio.Future[None] | None = None
         # Keys someone waits for (with how many waiters), and values the watch brought them.
         self._waiting: dict[str, int] = {}
         self._pushed: dict[str, bytes] = {}
-
-    def __repr__(self) -> str:
-        servers = redact(",".join(self.servers))
-        return f"<{type(self).__name__} {servers} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Stop watching and close the connection (it reopens on next use)."""
@@ -123,31 +86,15 @@ class AsyncNATSResultStorage(AsyncResultStorage):
         if client is not None:
             await client.release()
 
-    async def _c(self) -> Client:
-        client = self._client
-        if client is not None and client.loop is asyncio.get_running_loop():
-            return client
-        if self._setup is None or self._setup.get_loop() is not asyncio.get_running_loop():
-            self._setup = asyncio.ensure_future(self._connect())
-        return await asyncio.shield(self._setup)
-
-    async def _connect(self) -> Client:
-        client = await acquire(self.servers, self._options)
-        try:
-            await client.ensure_stream(
-                bucket_config(
-                    RESULTS_BUCKET,
-                    replicas=self.replicas,
-                    max_age_s=self.settings.RESULT_TTL,
-                    description="OmniQ task results",
-                )
+    def _buckets(self) -> list[dict[str, Any]]:
+        return [
+            bucket_config(
+                RESULTS_BUCKET,
+                replicas=self.replicas,
+                max_age_s=self.settings.RESULT_TTL,
+                description="OmniQ task results",
             )
-        except BaseException:
-            self._setup = None
-            await client.release()
-            raise
-        self._client = client
-        return client
+        ]
 
     # --- waiting -----------------------------------------------------------------------------
 

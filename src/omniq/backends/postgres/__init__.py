@@ -25,57 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from omniq.registry import builtin_entry
 
-__all__ = [
-    "ENTRY",
-    "PostgresEventStorageConfig",
-    "PostgresResultStorageConfig",
-    "PostgresTaskQueueConfig",
-    "options_of",
-]
-
-
-class _PostgresConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    project_name: str | None = None
-    dsn: str | None = None
-    host: str | None = None
-    port: int | None = None
-    username: str | None = None
-    password: str | None = None
-    database: str | None = None
-    pool_min_size: int | None = None
-    pool_max_size: int | None = None
-
-
-class PostgresTaskQueueConfig(_PostgresConfig, frozen=True, kw_only=True):
-    """Configuration of a PostgreSQL task queue."""
-
-    queues: list[str] | None = None
-
-
-class PostgresResultStorageConfig(_PostgresConfig, frozen=True, kw_only=True):
-    """Configuration of a PostgreSQL result storage."""
-
-
-class PostgresEventStorageConfig(_PostgresConfig, frozen=True, kw_only=True):
-    """Configuration of a PostgreSQL event storage."""
-
-
-def options_of(config: _PostgresConfig) -> dict[str, object]:
-    """The connection keywords of a config struct."""
-    return {
-        "dsn": config.dsn,
-        "host": config.host,
-        "port": config.port,
-        "username": config.username,
-        "password": config.password,
-        "database": config.database,
-        "pool_min_size": config.pool_min_size,
-        "pool_max_size": config.pool_max_size,
-    }
+__all__ = ["ENTRY"]
 
 
 def _url_options(url: str, field: str) -> tuple[str, dict[str, Any]]:

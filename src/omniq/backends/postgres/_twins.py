@@ -6,22 +6,22 @@ after changing an async class (a test fails while this file is stale)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Self
+from typing import Any, Self, Unpack
+
+import msgspec
 
 from omniq._sync import SyncTwin
-from omniq.backends.postgres import (
-    PostgresEventStorageConfig,
-    PostgresResultStorageConfig,
-    PostgresTaskQueueConfig,
-)
+from omniq.backend.base import Backend
+from omniq.backends.postgres.options import PostgresConnection
 from omniq.backends.postgres.queue import AsyncPostgresTaskQueue
 from omniq.backends.postgres.storage import AsyncPostgresEventStorage, AsyncPostgresResultStorage
 from omniq.config import Settings
 from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskStatus
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["PostgresEventStorage", "PostgresResultStorage", "PostgresTaskQueue"]
 
@@ -41,49 +41,32 @@ class PostgresTaskQueue(SyncTwin[AsyncPostgresTaskQueue], twin=AsyncPostgresTask
         self,
         *,
         project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
         queues: Sequence[str] | None = None,
-        pool_min_size: int | None = None,
-        pool_max_size: int | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[PostgresConnection],
     ) -> None:
         """Connect (lazily, on first use) to the queue in a PostgreSQL database.
 
         Parameters:
             project_name: namespace inside the database; projects never see each other's tasks.
-            dsn: ``postgresql://user:password@host:port/database``; the keyword parts below
-                override it, and whatever neither gives comes from the ``PG*`` variables.
-            host, port, username, password, database: the connection, part by part.
             queues: the named queues this object serves, in priority order (None: any).
-            pool_min_size, pool_max_size: connections kept open / at most (default 1 and 10;
-                objects with the same connection share one pool per event loop).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``dsn=`` or host/port/username/password/database, and pool sizes
+                (:class:`~omniq.backends.postgres.options.PostgresConnection`).
         """
         self._construct(
             partial(
                 AsyncPostgresTaskQueue,
                 project_name=project_name,
-                dsn=dsn,
-                host=host,
-                port=port,
-                username=username,
-                password=password,
-                database=database,
                 queues=queues,
-                pool_min_size=pool_min_size,
-                pool_max_size=pool_max_size,
                 serializer=serializer,
                 settings=settings,
                 event_store=event_store,
+                **connection,
             )
         )
 
@@ -166,9 +149,16 @@ class PostgresTaskQueue(SyncTwin[AsyncPostgresTaskQueue], twin=AsyncPostgresTask
         """Close the listener and release the pool (both reopen on next use)."""
         return self._run(self._target().close())
 
+    config_class = AsyncPostgresTaskQueue.config_class
+
     def count(self, queue_name: str | None = None, status: TaskStatus | str | None = None) -> int:
         """How many tasks match."""
         return self._run(self._target().count(queue_name, status))
+
+    @property
+    def database(self) -> Hashable:
+        """The server and database connected to (results there share this queue's writes)."""
+        return self._target().database
 
     def delete_record(self, kind: str, key: str) -> bool:
         """Delete a record; True if there was one."""
@@ -232,32 +222,21 @@ class PostgresTaskQueue(SyncTwin[AsyncPostgresTaskQueue], twin=AsyncPostgresTask
         """
         return self._run(self._target().finish(worker_id, tasks))
 
-    def finish_with_results(
-        self,
-        worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """One statement (one round trip, one commit) where ``result_store`` is a PostgreSQL
-        result storage on this queue's database.
-        """
-        return self._run(
-            self._target().finish_with_results(worker_id, tasks, results, result_store)
-        )
-
     def flush_events(self) -> None:
         """Write the ENQUEUED events still buffered."""
         return self._run(self._target().flush_events())
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncPostgresTaskQueue.from_backend, backend, **options))
 
     @classmethod
-    def from_config(cls, config: PostgresTaskQueueConfig) -> Self:
-        return cls._build(partial(AsyncPostgresTaskQueue.from_config, config))
+    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
+        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
+        return cls._build(partial(AsyncPostgresTaskQueue.from_config, config, **extra))
 
     @classmethod
     def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
@@ -268,6 +247,13 @@ class PostgresTaskQueue(SyncTwin[AsyncPostgresTaskQueue], twin=AsyncPostgresTask
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncPostgresTaskQueue.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncPostgresTaskQueue.from_url, url, **options))
 
     def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
         """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
@@ -305,6 +291,20 @@ class PostgresTaskQueue(SyncTwin[AsyncPostgresTaskQueue], twin=AsyncPostgresTask
     def put_record(self, kind: str, key: str, data: bytes) -> int:
         """Store a record whatever its version; returns the new version."""
         return self._run(self._target().put_record(kind, key, data))
+
+    def record_outcomes(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written.
+        """
+        return self._run(self._target().record_outcomes(worker_id, tasks, results, result_store))
 
     def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
         """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
@@ -368,41 +368,20 @@ class PostgresResultStorage(SyncTwin[AsyncPostgresResultStorage], twin=AsyncPost
         self,
         *,
         project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
-        pool_min_size: int | None = None,
-        pool_max_size: int | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[PostgresConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the results in a PostgreSQL database.
-
-        Parameters:
-            project_name: namespace inside the database; projects never see each other's results.
-            dsn, host, port, username, password, database: the connection, as for
-                :class:`.queue.AsyncPostgresTaskQueue`.
-            pool_min_size, pool_max_size: connections kept open / at most (default 1 and 10).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
+        """Connect (lazily, on first use) to the results in a PostgreSQL database: parameters
+        as for :class:`.queue.AsyncPostgresTaskQueue` (``serializer`` encodes result values).
         """
         self._construct(
             partial(
                 AsyncPostgresResultStorage,
                 project_name=project_name,
-                dsn=dsn,
-                host=host,
-                port=port,
-                username=username,
-                password=password,
-                database=database,
-                pool_min_size=pool_min_size,
-                pool_max_size=pool_max_size,
                 serializer=serializer,
                 settings=settings,
+                **connection,
             )
         )
 
@@ -413,6 +392,15 @@ class PostgresResultStorage(SyncTwin[AsyncPostgresResultStorage], twin=AsyncPost
     def close(self) -> None:
         """Close the listener and release the pool (both reopen on next use)."""
         return self._run(self._target().close())
+
+    config_class = AsyncPostgresResultStorage.config_class
+
+    @property
+    def database(self) -> Hashable:
+        """The server and database connected to (a task queue there writes these results with
+        its task outcomes in one statement, using :meth:`put_parameters`).
+        """
+        return self._target().database
 
     def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""
@@ -429,8 +417,16 @@ class PostgresResultStorage(SyncTwin[AsyncPostgresResultStorage], twin=AsyncPost
         return self._target().encode_many(results)
 
     @classmethod
-    def from_config(cls, config: PostgresResultStorageConfig) -> Self:
-        return cls._build(partial(AsyncPostgresResultStorage.from_config, config))
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
+        return cls._build(partial(AsyncPostgresResultStorage.from_backend, backend, **options))
+
+    @classmethod
+    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
+        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
+        return cls._build(partial(AsyncPostgresResultStorage.from_config, config, **extra))
 
     @classmethod
     def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
@@ -441,6 +437,13 @@ class PostgresResultStorage(SyncTwin[AsyncPostgresResultStorage], twin=AsyncPost
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncPostgresResultStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncPostgresResultStorage.from_url, url, **options))
 
     def get(
         self, task_id: str, wait: bool = False, timeout: float | None = None
@@ -482,38 +485,18 @@ class PostgresEventStorage(SyncTwin[AsyncPostgresEventStorage], twin=AsyncPostgr
         self,
         *,
         project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
-        pool_min_size: int | None = None,
-        pool_max_size: int | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[PostgresConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the events in a PostgreSQL database.
-
-        Parameters:
-            project_name: namespace inside the database; projects never see each other's events.
-            dsn, host, port, username, password, database: the connection, as for
-                :class:`.queue.AsyncPostgresTaskQueue`.
-            pool_min_size, pool_max_size: connections kept open / at most (default 1 and 10).
-            settings: defaults (default: ``Settings.from_env()``).
+        """Connect (lazily, on first use) to the events in a PostgreSQL database: parameters as
+        for :class:`.queue.AsyncPostgresTaskQueue`.
         """
         self._construct(
             partial(
                 AsyncPostgresEventStorage,
                 project_name=project_name,
-                dsn=dsn,
-                host=host,
-                port=port,
-                username=username,
-                password=password,
-                database=database,
-                pool_min_size=pool_min_size,
-                pool_max_size=pool_max_size,
                 settings=settings,
+                **connection,
             )
         )
 
@@ -521,18 +504,23 @@ class PostgresEventStorage(SyncTwin[AsyncPostgresEventStorage], twin=AsyncPostgr
         """Release the pool (it reopens on next use)."""
         return self._run(self._target().close())
 
+    config_class = AsyncPostgresEventStorage.config_class
+
     def delete_before(self, before: datetime) -> int:
         """Delete events older than ``before``; returns how many."""
         return self._run(self._target().delete_before(before))
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The event storage of a backend."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncPostgresEventStorage.from_backend, backend, **options))
 
     @classmethod
-    def from_config(cls, config: PostgresEventStorageConfig) -> Self:
-        return cls._build(partial(AsyncPostgresEventStorage.from_config, config))
+    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
+        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
+        return cls._build(partial(AsyncPostgresEventStorage.from_config, config, **extra))
 
     @classmethod
     def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
@@ -543,6 +531,13 @@ class PostgresEventStorage(SyncTwin[AsyncPostgresEventStorage], twin=AsyncPostgr
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncPostgresEventStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncPostgresEventStorage.from_url, url, **options))
 
     def get_events(
         self,

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from omniq.backend.base import Backend
-from omniq.config import Settings
+from typing import Unpack
 
-__all__ = ["PostgresBackend"]
+from omniq.backend.base import Backend, BackendOptions
+from omniq.backends.postgres.options import PostgresConnection, PostgresOptions
+
+__all__ = ["PostgresBackend", "PostgresKeywords"]
+
+
+class PostgresKeywords(PostgresConnection, BackendOptions, total=False):
+    """The keywords of :class:`PostgresBackend`."""
 
 
 class PostgresBackend(Backend):
     """Task queue, results and events in PostgreSQL: ``dsn=`` or host/port/username/password/
-    database."""
+    database (:class:`~omniq.backends.postgres.options.PostgresConnection`)."""
 
     name = "postgres"
+    options_class = PostgresOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(
-            project_name=project_name,
-            dsn=dsn,
-            host=host,
-            port=port,
-            username=username,
-            password=password,
-            database=database,
-            settings=settings,
-        )
+    def __init__(self, **options: Unpack[PostgresKeywords]) -> None:
+        super().__init__(**options)

@@ -98,16 +98,18 @@ class ConnectOptions:
 
 def connect_options(
     *,
-    dsn: str | None,
-    host: str | None,
-    port: int | None,
-    username: str | None,
-    password: str | None,
-    database: str | None,
-    pool_min_size: int | None,
-    pool_max_size: int | None,
+    dsn: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    database: str | None = None,
+    pool_min_size: int | None = None,
+    pool_max_size: int | None = None,
 ) -> ConnectOptions:
-    """Validated connection options (ConfigError names the bad field)."""
+    """Validated connection options (ConfigError names the bad field); the keywords of
+    :class:`~omniq.backends.postgres.options.PostgresConnection`. Needs the driver."""
+    require("asyncpg", "postgres")
     if dsn is not None and not (
         isinstance(dsn, str) and dsn.startswith(("postgresql://", "postgres://"))
     ):

@@ -35,67 +35,60 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
-from omniq.backends.postgres import PostgresTaskQueueConfig, options_of
 from omniq.backends.postgres.codec import (
     MAX_PAYLOAD,
-    channel_name,
     finish_arrays,
     insert_columns,
     json_list,
     task_changes,
     task_from_row,
 )
-from omniq.backends.postgres.connection import Client, connect_options
-from omniq.backends.postgres.listener import Listener
+from omniq.backends.postgres.component import Connected
+from omniq.backends.postgres.options import PostgresConnection, PostgresTaskQueueConfig
 from omniq.backends.postgres.sql import QUERIES
 from omniq.config import Settings
 from omniq.errors import StorageError, require
 from omniq.models import Task, TaskResult, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
+
+if TYPE_CHECKING:
+    from omniq.backends.postgres.storage import AsyncPostgresResultStorage
 
 __all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueueConfig"]
 
 
-class AsyncPostgresTaskQueue(AsyncTaskQueue):
+class AsyncPostgresTaskQueue(Connected, AsyncTaskQueue):
     """Task queue in a PostgreSQL database."""
 
     networked = True
+    config_class = PostgresTaskQueueConfig
 
     def __init__(
         self,
         *,
         project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
         queues: Sequence[str] | None = None,
-        pool_min_size: int | None = None,
-        pool_max_size: int | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[PostgresConnection],
     ) -> None:
         """Connect (lazily, on first use) to the queue in a PostgreSQL database.
 
         Parameters:
             project_name: namespace inside the database; projects never see each other's tasks.
-            dsn: ``postgresql://user:password@host:port/database``; the keyword parts below
-                override it, and whatever neither gives comes from the ``PG*`` variables.
-            host, port, username, password, database: the connection, part by part.
             queues: the named queues this object serves, in priority order (None: any).
-            pool_min_size, pool_max_size: connections kept open / at most (default 1 and 10;
-                objects with the same connection share one pool per event loop).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``dsn=`` or host/port/username/password/database, and pool sizes
+                (:class:`~omniq.backends.postgres.options.PostgresConnection`).
         """
         super().__init__(
             project_name=project_name,
@@ -104,28 +97,9 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
             settings=settings,
             event_store=event_store,
         )
-        require("asyncpg", "postgres")
-        self.options = connect_options(
-            dsn=dsn,
-            host=host,
-            port=port,
-            username=username,
-            password=password,
-            database=database,
-            pool_min_size=pool_min_size,
-            pool_max_size=pool_max_size,
-        )
-        self._db = Client(self.options)
-        self._channel = channel_name("tasks", self.project_name)
-        self._listener = Listener(self.options, self._channel)
+        self._connect(**connection)
+        self._listen("tasks")
         self._claim_queues: list[str] | None = self.queues
-
-    @classmethod
-    def from_config(cls, config: PostgresTaskQueueConfig) -> AsyncPostgresTaskQueue:
-        return cls(project_name=config.project_name, queues=config.queues, **options_of(config))  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.options.describe()} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Close the listener and release the pool (both reopen on next use)."""
@@ -230,29 +204,28 @@ class AsyncPostgresTaskQueue(AsyncTaskQueue):
         )
         return list(row["ids"])
 
-    async def finish_with_results(
+    @property
+    def database(self) -> Hashable:
+        """The server and database connected to (results there share this queue's writes)."""
+        return ("postgres", self.options)
+
+    async def _record_outcomes(
         self,
         worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """One statement (one round trip, one commit) where ``result_store`` is a PostgreSQL
-        result storage on this queue's database."""
-        from omniq.backends.postgres.storage import AsyncPostgresResultStorage
-
-        if not (
-            isinstance(result_store, AsyncPostgresResultStorage)
-            and result_store.options == self.options
-        ):
-            return None
+        tasks: list[Task],
+        results: list[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> list[str]:
+        # One statement: one round trip, one commit. A store reporting this database is a
+        # PostgreSQL result storage (see ``database``).
+        store = cast("AsyncPostgresResultStorage", result_store)
         row = await self._db.fetchrow(
             QUERIES["finish_with_results"],
             *self._finish_parameters(worker_id, tasks),
-            *result_store.put_parameters(list(results)),
+            *store.put_parameters(results),
             retry=True,  # an upsert and a compare-and-set: twice is the same as once
         )
-        return set(row["ids"])
+        return list(row["ids"])
 
     def _finish_parameters(self, worker_id: str, tasks: Sequence[Task]) -> list[Any]:
         """The 15 parameters of the ``finish`` statement."""

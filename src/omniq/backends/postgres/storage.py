@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Hashable
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
-from omniq.backends.postgres import (
+from omniq.backends.postgres.codec import event_arrays, event_from_row, payload_chunks
+from omniq.backends.postgres.component import Connected
+from omniq.backends.postgres.connection import shielded
+from omniq.backends.postgres.options import (
+    PostgresConnection,
     PostgresEventStorageConfig,
     PostgresResultStorageConfig,
-    options_of,
 )
-from omniq.backends.postgres.codec import channel_name, event_arrays, event_from_row, payload_chunks
-from omniq.backends.postgres.connection import Client, connect_options, shielded
-from omniq.backends.postgres.listener import Listener
 from omniq.backends.postgres.sql import QUERIES
 from omniq.config import Settings
-from omniq.errors import StorageError, require
+from omniq.errors import StorageError
 from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
@@ -44,71 +45,24 @@ __all__ = [
 _RECHECK_S = 2.0
 
 
-def _connection(
-    dsn: str | None,
-    host: str | None,
-    port: int | None,
-    username: str | None,
-    password: str | None,
-    database: str | None,
-    pool_min_size: int | None,
-    pool_max_size: int | None,
-) -> Any:
-    require("asyncpg", "postgres")
-    return connect_options(
-        dsn=dsn,
-        host=host,
-        port=port,
-        username=username,
-        password=password,
-        database=database,
-        pool_min_size=pool_min_size,
-        pool_max_size=pool_max_size,
-    )
-
-
-class AsyncPostgresResultStorage(AsyncResultStorage):
+class AsyncPostgresResultStorage(Connected, AsyncResultStorage):
     """Results in a PostgreSQL database."""
+
+    config_class = PostgresResultStorageConfig
 
     def __init__(
         self,
         *,
         project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
-        pool_min_size: int | None = None,
-        pool_max_size: int | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[PostgresConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the results in a PostgreSQL database.
-
-        Parameters:
-            project_name: namespace inside the database; projects never see each other's results.
-            dsn, host, port, username, password, database: the connection, as for
-                :class:`.queue.AsyncPostgresTaskQueue`.
-            pool_min_size, pool_max_size: connections kept open / at most (default 1 and 10).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
-        """
+        """Connect (lazily, on first use) to the results in a PostgreSQL database: parameters
+        as for :class:`.queue.AsyncPostgresTaskQueue` (``serializer`` encodes result values)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        self.options = _connection(
-            dsn, host, port, username, password, database, pool_min_size, pool_max_size
-        )
-        self._db = Client(self.options)
-        self._channel = channel_name("results", self.project_name)
-        self._listener = Listener(self.options, self._channel)
-
-    @classmethod
-    def from_config(cls, config: PostgresResultStorageConfig) -> AsyncPostgresResultStorage:
-        return cls(project_name=config.project_name, **options_of(config))  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.options.describe()} project={self.project_name!r}>"
+        self._connect(**connection)
+        self._listen("results")
 
     async def close(self) -> None:
         """Close the listener and release the pool (both reopen on next use)."""
@@ -151,6 +105,12 @@ class AsyncPostgresResultStorage(AsyncResultStorage):
             retry=True,  # an upsert: writing it twice is the same as once
         )
 
+    @property
+    def database(self) -> Hashable:
+        """The server and database connected to (a task queue there writes these results with
+        its task outcomes in one statement, using :meth:`put_parameters`)."""
+        return ("postgres", self.options)
+
     def put_parameters(self, results: list[tuple[TaskResult, bytes]]) -> list[Any]:
         """The parameters of the ``put_results`` statement for encoded results (the task
         queue's combined write uses them too)."""
@@ -185,44 +145,22 @@ class AsyncPostgresResultStorage(AsyncResultStorage):
         return int(status.split()[-1])
 
 
-class AsyncPostgresEventStorage(AsyncEventStorage):
+class AsyncPostgresEventStorage(Connected, AsyncEventStorage):
     """Events in a PostgreSQL database, as plain columns."""
+
+    config_class = PostgresEventStorageConfig
 
     def __init__(
         self,
         *,
         project_name: str | None = None,
-        dsn: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        database: str | None = None,
-        pool_min_size: int | None = None,
-        pool_max_size: int | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[PostgresConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the events in a PostgreSQL database.
-
-        Parameters:
-            project_name: namespace inside the database; projects never see each other's events.
-            dsn, host, port, username, password, database: the connection, as for
-                :class:`.queue.AsyncPostgresTaskQueue`.
-            pool_min_size, pool_max_size: connections kept open / at most (default 1 and 10).
-            settings: defaults (default: ``Settings.from_env()``).
-        """
+        """Connect (lazily, on first use) to the events in a PostgreSQL database: parameters as
+        for :class:`.queue.AsyncPostgresTaskQueue`."""
         super().__init__(project_name=project_name, settings=settings)
-        self.options = _connection(
-            dsn, host, port, username, password, database, pool_min_size, pool_max_size
-        )
-        self._db = Client(self.options)
-
-    @classmethod
-    def from_config(cls, config: PostgresEventStorageConfig) -> AsyncPostgresEventStorage:
-        return cls(project_name=config.project_name, **options_of(config))  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.options.describe()} project={self.project_name!r}>"
+        self._connect(**connection)
 
     async def close(self) -> None:
         """Release the pool (it reopens on next use)."""

@@ -6,19 +6,22 @@ after changing an async class (a test fails while this file is stale)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import msgspec
 
 from omniq._sync import SyncTwin
+from omniq.backend.base import Backend
+from omniq.backends.redis.options import RedisConnection
 from omniq.backends.redis.queue import AsyncRedisTaskQueue
 from omniq.backends.redis.storage import AsyncRedisResultStorage
 from omniq.config import Settings
 from omniq.models import Task, TaskResult, TaskStatus
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["RedisResultStorage", "RedisTaskQueue"]
 
@@ -37,51 +40,32 @@ class RedisTaskQueue(SyncTwin[AsyncRedisTaskQueue], twin=AsyncRedisTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        url: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        db: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
         queues: Sequence[str] | None = None,
-        max_connections: int | None = None,
-        socket_timeout: float | None = None,
-        socket_connect_timeout: float | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[RedisConnection],
     ) -> None:
         """Connect (lazily, on first use) to the queue of a project in Redis.
 
         Parameters:
             project_name: namespace in the server: every key starts ``omniq:{project_name}:``.
-            url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``);
-                default ``redis://127.0.0.1:6379/0``.
-            host, port, db, username, password: override the parts of ``url``.
             queues: the named queues this object serves, in priority order (None: any).
-            max_connections: size limit of the connection pool (default: redis-py's, 100).
-            socket_timeout, socket_connect_timeout: seconds (default: none / redis-py's).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``url=`` (default ``redis://127.0.0.1:6379/0``), parts overriding it,
+                pool options (:class:`~omniq.backends.redis.options.RedisConnection`).
         """
         self._construct(
             partial(
                 AsyncRedisTaskQueue,
                 project_name=project_name,
-                url=url,
-                host=host,
-                port=port,
-                db=db,
-                username=username,
-                password=password,
                 queues=queues,
-                max_connections=max_connections,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_connect_timeout,
                 serializer=serializer,
                 settings=settings,
                 event_store=event_store,
+                **connection,
             )
         )
 
@@ -170,6 +154,14 @@ class RedisTaskQueue(SyncTwin[AsyncRedisTaskQueue], twin=AsyncRedisTaskQueue):
         """How many tasks match."""
         return self._run(self._target().count(queue_name, status))
 
+    @property
+    def database(self) -> Hashable | None:
+        """The database this queue's tasks live in, as an opaque identity: where a result
+        storage reports the same, :meth:`record_outcomes` writes both in one transaction.
+        None (the default): no result storage shares this queue's transactions.
+        """
+        return self._target().database
+
     def delete_record(self, kind: str, key: str) -> bool:
         """Delete a record; True if there was one."""
         return self._run(self._target().delete_record(kind, key))
@@ -232,29 +224,15 @@ class RedisTaskQueue(SyncTwin[AsyncRedisTaskQueue], twin=AsyncRedisTaskQueue):
         """
         return self._run(self._target().finish(worker_id, tasks))
 
-    def finish_with_results(
-        self,
-        worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
-        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction, where the result store lives in this queue's database; None where it does
-        not (the caller then stores the results, then finishes).
-        """
-        return self._run(
-            self._target().finish_with_results(worker_id, tasks, results, result_store)
-        )
-
     def flush_events(self) -> None:
         """Write the ENQUEUED events still buffered."""
         return self._run(self._target().flush_events())
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncRedisTaskQueue.from_backend, backend, **options))
 
     @classmethod
@@ -271,6 +249,13 @@ class RedisTaskQueue(SyncTwin[AsyncRedisTaskQueue], twin=AsyncRedisTaskQueue):
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncRedisTaskQueue.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncRedisTaskQueue.from_url, url, **options))
 
     def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
         """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
@@ -308,6 +293,20 @@ class RedisTaskQueue(SyncTwin[AsyncRedisTaskQueue], twin=AsyncRedisTaskQueue):
     def put_record(self, kind: str, key: str, data: bytes) -> int:
         """Store a record whatever its version; returns the new version."""
         return self._run(self._target().put_record(kind, key, data))
+
+    def record_outcomes(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written.
+        """
+        return self._run(self._target().record_outcomes(worker_id, tasks, results, result_store))
 
     def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
         """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
@@ -370,45 +369,20 @@ class RedisResultStorage(SyncTwin[AsyncRedisResultStorage], twin=AsyncRedisResul
         self,
         *,
         project_name: str | None = None,
-        url: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        db: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        max_connections: int | None = None,
-        socket_timeout: float | None = None,
-        socket_connect_timeout: float | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[RedisConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the results of a project in Redis.
-
-        Parameters:
-            project_name: namespace in the server: every key starts ``omniq:{project_name}:``.
-            url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``);
-                default ``redis://127.0.0.1:6379/0``.
-            host, port, db, username, password: override the parts of ``url``.
-            max_connections: size limit of the connection pool (default: redis-py's, 100).
-            socket_timeout, socket_connect_timeout: seconds (default: none / redis-py's).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
+        """Connect (lazily, on first use) to the results of a project in Redis: parameters as
+        for :class:`.queue.AsyncRedisTaskQueue` (``serializer`` encodes result values).
         """
         self._construct(
             partial(
                 AsyncRedisResultStorage,
                 project_name=project_name,
-                url=url,
-                host=host,
-                port=port,
-                db=db,
-                username=username,
-                password=password,
-                max_connections=max_connections,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_connect_timeout,
                 serializer=serializer,
                 settings=settings,
+                **connection,
             )
         )
 
@@ -421,6 +395,14 @@ class RedisResultStorage(SyncTwin[AsyncRedisResultStorage], twin=AsyncRedisResul
         return self._run(self._target().close())
 
     config_class = AsyncRedisResultStorage.config_class
+
+    @property
+    def database(self) -> Hashable | None:
+        """The database these results live in, as an opaque identity: a task queue reporting
+        the same writes results and task outcomes in one transaction. None (the default): no
+        task queue shares this storage's transactions.
+        """
+        return self._target().database
 
     def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""
@@ -437,6 +419,13 @@ class RedisResultStorage(SyncTwin[AsyncRedisResultStorage], twin=AsyncRedisResul
         return self._target().encode_many(results)
 
     @classmethod
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
+        return cls._build(partial(AsyncRedisResultStorage.from_backend, backend, **options))
+
+    @classmethod
     def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
         """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
         return cls._build(partial(AsyncRedisResultStorage.from_config, config, **extra))
@@ -450,6 +439,13 @@ class RedisResultStorage(SyncTwin[AsyncRedisResultStorage], twin=AsyncRedisResul
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncRedisResultStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncRedisResultStorage.from_url, url, **options))
 
     def get(
         self, task_id: str, wait: bool = False, timeout: float | None = None

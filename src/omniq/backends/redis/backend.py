@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from omniq.backend.base import Backend
-from omniq.config import Settings
+from typing import Unpack
 
-__all__ = ["RedisBackend"]
+from omniq.backend.base import Backend, BackendOptions
+from omniq.backends.redis.options import RedisConnection, RedisOptions
+
+__all__ = ["RedisBackend", "RedisKeywords"]
+
+
+class RedisKeywords(RedisConnection, BackendOptions, total=False):
+    """The keywords of :class:`RedisBackend`."""
 
 
 class RedisBackend(Backend):
-    """Task queue and results in Redis (``url="redis://host:6379/0"``). Redis keeps no event
-    storage: pass ``event_store_backend=`` (SQLite, PostgreSQL, files) to ``OmniQ.from_backend``."""
+    """Task queue and results in Redis (``url="redis://host:6379/0"``,
+    :class:`~omniq.backends.redis.options.RedisConnection`). Redis keeps no event storage: pass
+    ``event_store_backend=`` (SQLite, PostgreSQL, files) to ``OmniQ.from_backend``."""
 
     name = "redis"
+    options_class = RedisOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        url: str | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(project_name=project_name, url=url, settings=settings)
+    def __init__(self, **options: Unpack[RedisKeywords]) -> None:
+        super().__init__(**options)

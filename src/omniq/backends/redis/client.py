@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from omniq._redact import redact
@@ -27,7 +27,13 @@ from omniq._tasks import cancel_and_wait, wait_within
 from omniq.backends.redis.keys import prefix
 from omniq.errors import ConfigError, StorageError, require
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from omniq.backends.redis.options import RedisConnection
+
 __all__ = [
+    "Connected",
     "Connection",
     "LocalPeers",
     "Subscription",
@@ -91,17 +97,19 @@ def translate(action: str) -> Iterator[None]:
 
 
 def client_options(
-    url: str | None,
-    host: str | None,
-    port: int | None,
-    db: int | None,
-    password: str | None,
-    username: str | None,
-    max_connections: int | None,
-    socket_timeout: float | None,
-    socket_connect_timeout: float | None,
+    *,
+    url: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    db: int | None = None,
+    password: str | None = None,
+    username: str | None = None,
+    max_connections: int | None = None,
+    socket_timeout: float | None = None,
+    socket_connect_timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Validated connection options: one URL (keywords replace its parts) and pool options."""
+    """Validated connection options: one URL (keywords replace its parts) and pool options; the
+    keywords of :class:`~omniq.backends.redis.options.RedisConnection`."""
     if url is not None and not isinstance(url, str):
         raise ConfigError(
             f"url must be a str such as 'redis://127.0.0.1:6379/0', got {type(url).__name__}"
@@ -401,3 +409,21 @@ class LocalPeers:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=LocalPeers.forget_all)
+
+
+class Connected:
+    """Mixin of the Redis components: the connection (``_conn``) and key prefix of the project
+    (set ``project_name`` before ``_connect``), the waiters woken by its subscription, and its
+    place among the process's peers (``_peers``, ``_loop``: see :class:`LocalPeers`)."""
+
+    project_name: str
+
+    def _connect(self, role: str, **connection: Unpack[RedisConnection]) -> None:
+        self._conn = Connection(self.project_name, client_options(**connection))
+        self._prefix = self._conn.prefix
+        self._waiters = Waiters()
+        self._peers = (role, *self._conn.identity)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._conn.describe()} project={self.project_name!r}>"

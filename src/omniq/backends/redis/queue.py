@@ -43,22 +43,19 @@ import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
-
-import msgspec
+from typing import Any, Unpack
 
 from omniq.backends.redis.client import (
-    Connection,
+    Connected,
     LocalPeers,
     Subscription,
-    Waiters,
-    client_options,
     translate,
     wait_future,
 )
 from omniq.backends.redis.codec import change_fields, decode_rows, finish_rows, insert_rows
 from omniq.backends.redis.codec import task_from_fields as _task_from_fields
 from omniq.backends.redis.keys import TASK_FIELDS, WAKE_CHANNEL, record_key, task_key
+from omniq.backends.redis.options import RedisConnection, RedisTaskQueueConfig
 from omniq.config import Settings
 from omniq.errors import StorageError, require
 from omniq.models import Task, TaskStatus
@@ -73,23 +70,7 @@ _UNSUBSCRIBED_POLL = 0.25  # look again this often while the subscription is dow
 _DUE_FLOOR = 0.02  # the shortest wait for a task or lease coming due
 
 
-class RedisTaskQueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Configuration of :class:`AsyncRedisTaskQueue` (see its constructor)."""
-
-    project_name: str | None = None
-    url: str = "redis://127.0.0.1:6379/0"
-    host: str | None = None
-    port: int | None = None
-    db: int | None = None
-    username: str | None = None
-    password: str | None = None
-    queues: list[str] | None = None
-    max_connections: int | None = None
-    socket_timeout: float | None = None
-    socket_connect_timeout: float | None = None
-
-
-class AsyncRedisTaskQueue(AsyncTaskQueue):
+class AsyncRedisTaskQueue(Connected, AsyncTaskQueue):
     """Task queue in Redis (redis-py's asyncio client)."""
 
     networked = True
@@ -100,33 +81,22 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         self,
         *,
         project_name: str | None = None,
-        url: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        db: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
         queues: Sequence[str] | None = None,
-        max_connections: int | None = None,
-        socket_timeout: float | None = None,
-        socket_connect_timeout: float | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[RedisConnection],
     ) -> None:
         """Connect (lazily, on first use) to the queue of a project in Redis.
 
         Parameters:
             project_name: namespace in the server: every key starts ``omniq:{project_name}:``.
-            url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``);
-                default ``redis://127.0.0.1:6379/0``.
-            host, port, db, username, password: override the parts of ``url``.
             queues: the named queues this object serves, in priority order (None: any).
-            max_connections: size limit of the connection pool (default: redis-py's, 100).
-            socket_timeout, socket_connect_timeout: seconds (default: none / redis-py's).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``url=`` (default ``redis://127.0.0.1:6379/0``), parts overriding it,
+                pool options (:class:`~omniq.backends.redis.options.RedisConnection`).
         """
         super().__init__(
             project_name=project_name,
@@ -135,20 +105,7 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
             settings=settings,
             event_store=event_store,
         )
-        options = client_options(
-            url,
-            host,
-            port,
-            db,
-            password,
-            username,
-            max_connections,
-            socket_timeout,
-            socket_connect_timeout,
-        )
-        self._conn = Connection(self.project_name, options)
-        self._prefix = self._conn.prefix
-        self._waiters = Waiters()
+        self._connect("queue", **connection)
         self._wake = Subscription(self._conn, WAKE_CHANNEL, self._on_wake, self._on_subscribed)
         # Wake-up news: a counter, the counter value of each queue's latest news, and of the
         # latest (re)subscription (messages may have been missed before it: news for all).
@@ -158,11 +115,6 @@ class AsyncRedisTaskQueue(AsyncTaskQueue):
         self._seen = -1  # the counter when the last claim was sent
         self._next_due: float | None = None  # from the last claim: earliest delayed task/lease
         self._claim_queues: list[str] | None = self.queues
-        self._peers = ("queue", *self._conn.identity)
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._conn.describe()} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Stop listening and close the connections (they reopen on next use)."""

@@ -17,19 +17,17 @@ import asyncio
 import math
 import time
 from datetime import datetime
-
-import msgspec
+from typing import Unpack
 
 from omniq.backends.redis.client import (
-    Connection,
+    Connected,
     LocalPeers,
     Subscription,
-    Waiters,
-    client_options,
     translate,
     wait_future,
 )
 from omniq.backends.redis.keys import RESULTS_CHANNEL, result_key
+from omniq.backends.redis.options import RedisConnection, RedisResultStorageConfig
 from omniq.config import Settings
 from omniq.errors import StorageError
 from omniq.models import TaskResult
@@ -49,24 +47,7 @@ _RECHECK = 5.0  # look again at least this often anyway (pub/sub delivers at mos
 INLINE_RESULT_BYTES = 4096
 
 
-class RedisResultStorageConfig(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
-):
-    """Configuration of :class:`AsyncRedisResultStorage` (see its constructor)."""
-
-    project_name: str | None = None
-    url: str = "redis://127.0.0.1:6379/0"
-    host: str | None = None
-    port: int | None = None
-    db: int | None = None
-    username: str | None = None
-    password: str | None = None
-    max_connections: int | None = None
-    socket_timeout: float | None = None
-    socket_connect_timeout: float | None = None
-
-
-class AsyncRedisResultStorage(AsyncResultStorage):
+class AsyncRedisResultStorage(Connected, AsyncResultStorage):
     """Results in Redis, expiring with their ``result_ttl``."""
 
     config_class = RedisResultStorageConfig
@@ -75,53 +56,17 @@ class AsyncRedisResultStorage(AsyncResultStorage):
         self,
         *,
         project_name: str | None = None,
-        url: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        db: int | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        max_connections: int | None = None,
-        socket_timeout: float | None = None,
-        socket_connect_timeout: float | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[RedisConnection],
     ) -> None:
-        """Connect (lazily, on first use) to the results of a project in Redis.
-
-        Parameters:
-            project_name: namespace in the server: every key starts ``omniq:{project_name}:``.
-            url: ``redis://[[user]:password@]host:port/db`` (or ``rediss://``, ``unix://``);
-                default ``redis://127.0.0.1:6379/0``.
-            host, port, db, username, password: override the parts of ``url``.
-            max_connections: size limit of the connection pool (default: redis-py's, 100).
-            socket_timeout, socket_connect_timeout: seconds (default: none / redis-py's).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
-        """
+        """Connect (lazily, on first use) to the results of a project in Redis: parameters as
+        for :class:`.queue.AsyncRedisTaskQueue` (``serializer`` encodes result values)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        options = client_options(
-            url,
-            host,
-            port,
-            db,
-            password,
-            username,
-            max_connections,
-            socket_timeout,
-            socket_connect_timeout,
-        )
-        self._conn = Connection(self.project_name, options)
-        self._prefix = self._conn.prefix
-        self._waiters = Waiters()
+        self._connect("results", **connection)
         self._listener = Subscription(
             self._conn, RESULTS_CHANNEL, self._on_results, self._waiters.wake_all
         )
-        self._peers = ("results", *self._conn.identity)
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._conn.describe()} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Stop listening and close the connections (they reopen on next use)."""

@@ -24,7 +24,9 @@ DB_FILENAME = "omniq.db"
 PathArg = str | os.PathLike[str]
 
 
-def database_path(db_path: PathArg | None, base_dir: PathArg | None, settings: Settings) -> str:
+def database_path(
+    settings: Settings, *, db_path: PathArg | None = None, base_dir: PathArg | None = None
+) -> str:
     """The absolute path of the database file: ``db_path``, else ``{base_dir}/omniq.db``."""
     if db_path is not None:
         path = _text("db_path", db_path)

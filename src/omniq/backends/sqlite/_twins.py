@@ -6,19 +6,22 @@ after changing an async class (a test fails while this file is stale)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import msgspec
 
 from omniq._sync import SyncTwin
+from omniq.backend.base import Backend
+from omniq.backends.sqlite.options import SQLiteConnection
 from omniq.backends.sqlite.queue import AsyncSQLiteTaskQueue
-from omniq.backends.sqlite.storage import AsyncSQLiteEventStorage, AsyncSQLiteResultStorage, PathArg
+from omniq.backends.sqlite.storage import AsyncSQLiteEventStorage, AsyncSQLiteResultStorage
 from omniq.config import Settings
 from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskStatus
 from omniq.serialization import Serializer
+from omniq.storage.base import AsyncResultStorage
 
 __all__ = ["SQLiteEventStorage", "SQLiteResultStorage", "SQLiteTaskQueue"]
 
@@ -38,34 +41,32 @@ class SQLiteTaskQueue(SyncTwin[AsyncSQLiteTaskQueue], twin=AsyncSQLiteTaskQueue)
         self,
         *,
         project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        db_path: str | os.PathLike[str] | None = None,
         queues: Sequence[str] | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
         event_store: Any | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
         """Open (lazily) the queue stored in a SQLite file.
 
         Parameters:
             project_name: namespace inside the file; projects never see each other's tasks.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
             queues: the named queues this object serves, in priority order (None: any).
             serializer: encodes calls (default: from ``Settings``).
             settings: defaults (default: ``Settings.from_env()``).
             event_store: where an ENQUEUED event of each stored task goes (default: none).
+            connection: ``db_path=`` or ``base_dir=``
+                (:class:`~omniq.backends.sqlite.options.SQLiteConnection`).
         """
         self._construct(
             partial(
                 AsyncSQLiteTaskQueue,
                 project_name=project_name,
-                base_dir=base_dir,
-                db_path=db_path,
                 queues=queues,
                 serializer=serializer,
                 settings=settings,
                 event_store=event_store,
+                **connection,
             )
         )
 
@@ -154,6 +155,11 @@ class SQLiteTaskQueue(SyncTwin[AsyncSQLiteTaskQueue], twin=AsyncSQLiteTaskQueue)
         """How many tasks match."""
         return self._run(self._target().count(queue_name, status))
 
+    @property
+    def database(self) -> Hashable:
+        """The database file (results there share this queue's transactions)."""
+        return self._target().database
+
     def delete_record(self, kind: str, key: str) -> bool:
         """Delete a record; True if there was one."""
         return self._run(self._target().delete_record(kind, key))
@@ -216,29 +222,15 @@ class SQLiteTaskQueue(SyncTwin[AsyncSQLiteTaskQueue], twin=AsyncSQLiteTaskQueue)
         """
         return self._run(self._target().finish(worker_id, tasks))
 
-    def finish_with_results(
-        self,
-        worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: Any,
-    ) -> set[str] | None:
-        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
-        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction, where the result store lives in this queue's database; None where it does
-        not (the caller then stores the results, then finishes).
-        """
-        return self._run(
-            self._target().finish_with_results(worker_id, tasks, results, result_store)
-        )
-
     def flush_events(self) -> None:
         """Write the ENQUEUED events still buffered."""
         return self._run(self._target().flush_events())
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The task queue of a backend (``options``: ``queues=[...]`` and other overrides)."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncSQLiteTaskQueue.from_backend, backend, **options))
 
     @classmethod
@@ -255,6 +247,13 @@ class SQLiteTaskQueue(SyncTwin[AsyncSQLiteTaskQueue], twin=AsyncSQLiteTaskQueue)
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncSQLiteTaskQueue.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncSQLiteTaskQueue.from_url, url, **options))
 
     def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
         """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
@@ -292,6 +291,20 @@ class SQLiteTaskQueue(SyncTwin[AsyncSQLiteTaskQueue], twin=AsyncSQLiteTaskQueue)
     def put_record(self, kind: str, key: str, data: bytes) -> int:
         """Store a record whatever its version; returns the new version."""
         return self._run(self._target().put_record(kind, key, data))
+
+    def record_outcomes(
+        self,
+        worker_id: str,
+        tasks: Sequence[Task],
+        results: Sequence[tuple[TaskResult, bytes]],
+        result_store: AsyncResultStorage,
+    ) -> set[str]:
+        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
+        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
+        transaction; only for a result storage in this queue's database (the same
+        :attr:`database`). Returns the ids of the outcomes written.
+        """
+        return self._run(self._target().record_outcomes(worker_id, tasks, results, result_store))
 
     def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
         """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
@@ -355,28 +368,20 @@ class SQLiteResultStorage(SyncTwin[AsyncSQLiteResultStorage], twin=AsyncSQLiteRe
         self,
         *,
         project_name: str | None = None,
-        base_dir: PathArg | None = None,
-        db_path: PathArg | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the results stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's results.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
+        """Open (lazily) the results stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue` (``serializer`` encodes result values).
         """
         self._construct(
             partial(
                 AsyncSQLiteResultStorage,
                 project_name=project_name,
-                base_dir=base_dir,
-                db_path=db_path,
                 serializer=serializer,
                 settings=settings,
+                **connection,
             )
         )
 
@@ -389,6 +394,13 @@ class SQLiteResultStorage(SyncTwin[AsyncSQLiteResultStorage], twin=AsyncSQLiteRe
         return self._run(self._target().close())
 
     config_class = AsyncSQLiteResultStorage.config_class
+
+    @property
+    def database(self) -> Hashable:
+        """The database file (a task queue on it writes these results with its task outcomes in
+        one transaction, using :meth:`put_rows` and :meth:`written`).
+        """
+        return self._target().database
 
     def delete(self, task_id: str) -> bool:
         """Remove a result; True if there was one."""
@@ -405,6 +417,13 @@ class SQLiteResultStorage(SyncTwin[AsyncSQLiteResultStorage], twin=AsyncSQLiteRe
         return self._target().encode_many(results)
 
     @classmethod
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
+        return cls._build(partial(AsyncSQLiteResultStorage.from_backend, backend, **options))
+
+    @classmethod
     def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
         """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
         return cls._build(partial(AsyncSQLiteResultStorage.from_config, config, **extra))
@@ -418,6 +437,13 @@ class SQLiteResultStorage(SyncTwin[AsyncSQLiteResultStorage], twin=AsyncSQLiteRe
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncSQLiteResultStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncSQLiteResultStorage.from_url, url, **options))
 
     def get(
         self, task_id: str, wait: bool = False, timeout: float | None = None
@@ -441,6 +467,14 @@ class SQLiteResultStorage(SyncTwin[AsyncSQLiteResultStorage], twin=AsyncSQLiteRe
         """Store several results in one step where the backend allows."""
         return self._run(self._target().put_many(results))
 
+    def put_rows(self, results: list[tuple[TaskResult, bytes]]) -> list[dict[str, Any]]:
+        """The rows of the ``put_result`` statement for encoded results."""
+        return self._target().put_rows(results)
+
+    def written(self, results: list[tuple[TaskResult, bytes]]) -> None:
+        """Wake this process's waiters for results just committed."""
+        return self._target().written(results)
+
 
 class SQLiteEventStorage(SyncTwin[AsyncSQLiteEventStorage], twin=AsyncSQLiteEventStorage):
     """Sync twin of :class:`AsyncSQLiteEventStorage`: the same members, blocking."""
@@ -453,25 +487,15 @@ class SQLiteEventStorage(SyncTwin[AsyncSQLiteEventStorage], twin=AsyncSQLiteEven
         self,
         *,
         project_name: str | None = None,
-        base_dir: PathArg | None = None,
-        db_path: PathArg | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the events stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's events.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
-            settings: defaults (default: ``Settings.from_env()``).
+        """Open (lazily) the events stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue`.
         """
         self._construct(
             partial(
-                AsyncSQLiteEventStorage,
-                project_name=project_name,
-                base_dir=base_dir,
-                db_path=db_path,
-                settings=settings,
+                AsyncSQLiteEventStorage, project_name=project_name, settings=settings, **connection
             )
         )
 
@@ -486,8 +510,10 @@ class SQLiteEventStorage(SyncTwin[AsyncSQLiteEventStorage], twin=AsyncSQLiteEven
         return self._run(self._target().delete_before(before))
 
     @classmethod
-    def from_backend(cls, backend: Any, **options: Any) -> Self:
-        """The event storage of a backend."""
+    def from_backend(cls, backend: Backend, **options: Any) -> Self:
+        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
+        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
+        """
         return cls._build(partial(AsyncSQLiteEventStorage.from_backend, backend, **options))
 
     @classmethod
@@ -504,6 +530,13 @@ class SQLiteEventStorage(SyncTwin[AsyncSQLiteEventStorage], twin=AsyncSQLiteEven
     def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
         """Build from a dict of constructor options, validated first."""
         return cls._build(partial(AsyncSQLiteEventStorage.from_dict, data, **extra))
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
+        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
+        """
+        return cls._build(partial(AsyncSQLiteEventStorage.from_url, url, **options))
 
     def get_events(
         self,

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import os
+from typing import Unpack
 
-from omniq.backend.base import Backend
-from omniq.config import Settings
+from omniq.backend.base import Backend, BackendOptions
+from omniq.backends.sqlite.options import SQLiteConnection, SQLiteOptions
 
-__all__ = ["SQLiteBackend"]
+__all__ = ["SQLiteBackend", "SQLiteKeywords"]
+
+
+class SQLiteKeywords(SQLiteConnection, BackendOptions, total=False):
+    """The keywords of :class:`SQLiteBackend`."""
 
 
 class SQLiteBackend(Backend):
     """Task queue, results and events in one SQLite file (``db_path``, else
-    ``base_dir/omniq.db``)."""
+    ``base_dir/omniq.db``: :class:`~omniq.backends.sqlite.options.SQLiteConnection`)."""
 
     name = "sqlite"
+    options_class = SQLiteOptions
 
-    def __init__(
-        self,
-        *,
-        project_name: str | None = None,
-        base_dir: str | os.PathLike[str] | None = None,
-        db_path: str | os.PathLike[str] | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        super().__init__(
-            project_name=project_name, base_dir=base_dir, db_path=db_path, settings=settings
-        )
+    def __init__(self, **options: Unpack[SQLiteKeywords]) -> None:
+        super().__init__(**options)

@@ -21,13 +21,20 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from omniq._permissions import Modes, create_file, makedirs, warn_if_shared
+from omniq._permissions import Modes, create_file, makedirs, modes_of, warn_if_shared
+from omniq.backends.sqlite import database_path
 from omniq.backends.sqlite.sql import SCHEMA, SCHEMA_VERSION, statements
 from omniq.errors import StorageError
 
-__all__ = ["Runner", "SharedRunner", "data_version", "write"]
+if TYPE_CHECKING:
+    from typing import Unpack
+
+    from omniq.backends.sqlite.options import SQLiteConnection
+    from omniq.config import Settings
+
+__all__ = ["Connected", "Runner", "SharedRunner", "data_version", "write"]
 
 T = TypeVar("T")
 log = logging.getLogger("omniq")
@@ -356,3 +363,19 @@ def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def data_version(conn: sqlite3.Connection) -> int:
     """Changes whenever another connection (of any process) commits to the database."""
     return int(conn.execute("PRAGMA data_version").fetchone()["data_version"])
+
+
+class Connected:
+    """Mixin of the SQLite components: the database file (``db_path``) and the connection thread
+    shared with the process's other objects on it (set ``project_name`` and ``settings`` before
+    ``_open``)."""
+
+    project_name: str
+    settings: Settings
+
+    def _open(self, **connection: Unpack[SQLiteConnection]) -> None:
+        self.db_path = database_path(self.settings, **connection)
+        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"

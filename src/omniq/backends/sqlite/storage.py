@@ -11,24 +11,22 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections.abc import Hashable
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from omniq._notify import channel
-from omniq._permissions import modes_of
-from omniq.backends.sqlite import database_path
 from omniq.backends.sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
-from omniq.backends.sqlite.connection import SharedRunner, write
+from omniq.backends.sqlite.connection import Connected, write
+from omniq.backends.sqlite.options import (
+    SQLiteConnection,
+    SQLiteEventStorageConfig,
+    SQLiteResultStorageConfig,
+)
 from omniq.backends.sqlite.sql import QUERIES
 from omniq.config import Settings
 from omniq.errors import StorageError
-from omniq.models import (
-    EventType,
-    SQLiteEventStorageConfig,
-    SQLiteResultStorageConfig,
-    TaskEvent,
-    TaskResult,
-)
+from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 
@@ -40,7 +38,7 @@ __all__ = [
 PathArg = str | os.PathLike[str]
 
 
-class AsyncSQLiteResultStorage(AsyncResultStorage):
+class AsyncSQLiteResultStorage(Connected, AsyncResultStorage):
     """Results in a SQLite database file."""
 
     config_class = SQLiteResultStorageConfig
@@ -49,34 +47,33 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         self,
         *,
         project_name: str | None = None,
-        base_dir: PathArg | None = None,
-        db_path: PathArg | None = None,
         serializer: Serializer | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the results stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's results.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
-            serializer: encodes result values (default: from ``Settings``).
-            settings: defaults (default: ``Settings.from_env()``).
-        """
+        """Open (lazily) the results stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue` (``serializer`` encodes result values)."""
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
-        self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
+        self._open(**connection)
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
         await self._runner.close()
 
     async def _put_many(self, results: list[tuple[TaskResult, bytes]]) -> None:
-        rows = [
+        await self._runner.run(_execute_many, QUERIES["put_result"], self.put_rows(results))
+        self.written(results)
+
+    @property
+    def database(self) -> Hashable:
+        """The database file (a task queue on it writes these results with its task outcomes in
+        one transaction, using :meth:`put_rows` and :meth:`written`)."""
+        return ("sqlite", self.db_path)
+
+    def put_rows(self, results: list[tuple[TaskResult, bytes]]) -> list[dict[str, Any]]:
+        """The rows of the ``put_result`` statement for encoded results."""
+        return [
             {
                 "project": self.project_name,
                 "task_id": result.task_id,
@@ -87,7 +84,9 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
             }
             for result, data in results
         ]
-        await self._runner.run(_execute_many, QUERIES["put_result"], rows)
+
+    def written(self, results: list[tuple[TaskResult, bytes]]) -> None:
+        """Wake this process's waiters for results just committed."""
         self._signal.notify(result.task_id for result, _ in results)
 
     async def _get(self, task_id: str) -> bytes | None:
@@ -107,7 +106,7 @@ class AsyncSQLiteResultStorage(AsyncResultStorage):
         return self._signal.subscribe(task_id)
 
 
-class AsyncSQLiteEventStorage(AsyncEventStorage):
+class AsyncSQLiteEventStorage(Connected, AsyncEventStorage):
     """Events in a SQLite database file, as plain columns."""
 
     config_class = SQLiteEventStorageConfig
@@ -116,24 +115,13 @@ class AsyncSQLiteEventStorage(AsyncEventStorage):
         self,
         *,
         project_name: str | None = None,
-        base_dir: PathArg | None = None,
-        db_path: PathArg | None = None,
         settings: Settings | None = None,
+        **connection: Unpack[SQLiteConnection],
     ) -> None:
-        """Open (lazily) the events stored in a SQLite file.
-
-        Parameters:
-            project_name: namespace inside the file; projects never see each other's events.
-            base_dir: directory of ``omniq.db`` (default: ``Settings.BASE_DIR``); created on use.
-            db_path: the database file itself (overrides ``base_dir``).
-            settings: defaults (default: ``Settings.from_env()``).
-        """
+        """Open (lazily) the events stored in a SQLite file: parameters as for
+        :class:`.queue.AsyncSQLiteTaskQueue`."""
         super().__init__(project_name=project_name, settings=settings)
-        self.db_path = database_path(db_path, base_dir, self.settings)
-        self._runner = SharedRunner(self.db_path, modes_of(self.settings))
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.db_path} project={self.project_name!r}>"
+        self._open(**connection)
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
