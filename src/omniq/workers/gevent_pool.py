@@ -217,7 +217,11 @@ class _GreenletRunner:
         job.greenlet = gevent.getcurrent()
         token = set_current(job.ctx)
         try:
-            outcome = (job.future, job.func(*job.args, **job.kwargs), None)
+            outcome: tuple[Any, Any, BaseException | None] = (
+                job.future,
+                job.func(*job.args, **job.kwargs),
+                None,
+            )
         except BaseException as exc:  # GreenletExit too: nobody awaits a killed job's future
             outcome = (job.future, None, exc)
         finally:

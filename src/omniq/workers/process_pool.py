@@ -16,6 +16,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from omniq.context import TaskContext
@@ -90,7 +91,7 @@ class AsyncProcessPoolWorker(BaseWorker):
     async def _execute(self, task: Task, ctx: TaskContext) -> Any:
         assert self._pool is not None and self.serializer is not None
         call = self._checked_call(task)  # here, before any child decodes or imports anything
-        on_start = None
+        on_start: Callable[[], None] | None = None
         deadline = self._timeouts.get(task.id)
         if deadline is not None and task.timeout is not None:
             # The timeout runs from the moment a child starts the task, not while it waits for
@@ -98,8 +99,10 @@ class AsyncProcessPoolWorker(BaseWorker):
             deadline.reschedule(None)
             loop, seconds = asyncio.get_running_loop(), task.timeout
 
-            def on_start() -> None:
+            def started() -> None:
                 deadline.reschedule(loop.time() + seconds)
+
+            on_start = started
 
         kind, data = await self._pool.run(
             (task.id, task.attempts, task.queue_name, self.worker_id, call),

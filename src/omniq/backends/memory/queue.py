@@ -90,8 +90,8 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                 and self._version[task_id] == version
                 and task.status is TaskStatus.RUNNING
             ):
-                entry = (-task.priority, self._order[task_id], task_id, version)
-                heapq.heappush(self._ready[task.queue_name], entry)
+                ready = (-task.priority, self._order[task_id], task_id, version)
+                heapq.heappush(self._ready[task.queue_name], ready)
 
     def _live(self, entry: _Entry) -> Task | None:
         task_id, version = entry[2], entry[3]

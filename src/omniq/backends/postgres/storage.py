@@ -180,7 +180,8 @@ class AsyncPostgresEventStorage(Connected, AsyncEventStorage):
         until: datetime | None,
         limit: int,
     ) -> list[TaskEvent]:
-        clauses, params = [], [self.project_name]
+        clauses: list[str] = []
+        params: list[Any] = [self.project_name]
         for clause, value in (
             ("task_id = ", task_id),
             ("type = ", event_type.value if event_type is not None else None),
