@@ -36,6 +36,7 @@ class Twin:
     name: str  # the sync class
     source: str  # "module:AsyncClass"
     extras: str | None = None  # "module:Mixin" with hand-written members
+    base: str | None = None  # "Twin" generated before, whose members this one inherits
 
 
 def _backend(name: str, *components: tuple[str, str]) -> tuple[str, list[Twin]]:
@@ -71,6 +72,10 @@ MODULES: dict[str, list[Twin]] = dict(
         ("omniq/_twins.py", [
             Twin("OmniQ", "omniq.facade:AsyncOmniQ", "omniq.facade:SyncTask"),
         ]),
+        ("omniq/testing/_twins.py", [
+            Twin("TestOmniQ", "omniq.testing.facade:AsyncTestOmniQ",
+                 "omniq.testing.facade:SyncTestExtras", base="OmniQ"),
+        ]),
     ]
 )  # fmt: skip
 
@@ -105,6 +110,14 @@ class _Placeholders(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         pass
+
+
+def _twin(name: str) -> Twin:
+    return next(t for twins in MODULES.values() for t in twins if t.name == name)
+
+
+def _module_name(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
 
 
 def _load(spec: str) -> Any:
@@ -234,10 +247,28 @@ class ClassWriter:
             self.imports.lines.add(f"from {mixin.__module__} import {mixin.__name__}")
             bases.insert(0, mixin.__name__)
             skip = {n for klass in mixin.__mro__[:-1] for n in vars(klass)}
+        if self.twin.base:
+            # A subclass of another twin: its members forward by name, so they reach this async
+            # class's overrides; only what the base lacks is generated here.
+            base = _twin(self.twin.base)
+            base_source = _load(base.source)
+            module = next(m for m, ts in MODULES.items() if base in ts)
+            self.imports.lines.add(f"from {_module_name(module)} import {base.name}")
+            bases[-1] = base.name
+            skip |= {n for n in dir(base_source) if not n.startswith("_")}
+            if base.extras:
+                skip |= {n for k in _load(base.extras).__mro__[:-1] for n in vars(k)}
         head = f"class {self.twin.name}({', '.join(bases)}, twin={source.__name__}):"
         doc = f"Sync twin of :class:`{source.__name__}`: the same members, blocking."
         self.out += [head, f'    """{doc}"""', ""]
         self._attributes(source, skip)
+        if self.twin.base:
+            self.imports.lines.add("from typing import cast")
+            self.out += [
+                f"    def _target(self) -> {source.__name__}:",
+                f"        return cast({source.__name__}, super()._target())",
+                "",
+            ]
         if self.twin.extras:
             own = sorted(n for n in vars(mixin) if not n.startswith("_"))
             self.out += [f"    {n} = {mixin.__name__}.{n}  # hand-written" for n in own] + [""]
@@ -429,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when a file is stale")
     check = parser.parse_args(argv).check
     sys.path.insert(0, str(SRC))
-    generated = {path.removesuffix(".py").replace("/", ".") for path in MODULES}
+    generated = {_module_name(path) for path in MODULES}
     sys.meta_path.insert(0, _Placeholders(generated))
     renames = {
         t.source.split(":")[1]: t.name for twins in MODULES.values() for t in twins

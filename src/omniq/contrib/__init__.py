@@ -1,0 +1,1 @@
+"""Integrations of OmniQ with frameworks (ASGI/FastAPI, Django)."""
