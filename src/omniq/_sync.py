@@ -111,6 +111,7 @@ def portal() -> LoopThread:
 
 
 _TWINS: dict[type, type[SyncTwin[Any]]] = {}
+_SEARCHED: set[type] = set()  # classes whose package's twins were imported already
 
 
 class SyncTwin(Generic[A]):
@@ -171,7 +172,7 @@ class SyncTwin(Generic[A]):
             if name.startswith("_"):
                 raise AttributeError(name)
             value = getattr(self._target(), name)
-            twin = _TWINS.get(type(value))
+            twin = twin_of(type(value))
             if twin is not None:
                 return twin._wrap(value, lambda: value)
             return value
@@ -190,14 +191,19 @@ class SyncTwin(Generic[A]):
 def twin_of(async_cls: type) -> type[SyncTwin[Any]] | None:
     """The sync twin of an async class: generated in its package's ``_twins`` module (imported
     here on first use) or, for a plugin's class, declared wherever it is imported."""
-    if async_cls not in _TWINS:
-        generated = f"{async_cls.__module__.rpartition('.')[0]}._twins"
+    twin = _TWINS.get(async_cls)
+    if twin is None and async_cls not in _SEARCHED:
+        _SEARCHED.add(async_cls)
+        package = async_cls.__module__.rpartition(".")[0]
+        generated = f"{package}._twins"
         try:
-            importlib.import_module(generated)
+            if package:
+                importlib.import_module(generated)
         except ModuleNotFoundError as exc:
             if exc.name != generated:
                 raise
-    return _TWINS.get(async_cls)
+        twin = _TWINS.get(async_cls)
+    return twin
 
 
 class AsyncProxy:
