@@ -21,10 +21,10 @@ import taskfns
 from conftest import TESTS_DIR, wait_until
 from servers.postgres import PostgresServer, postgres_server_fixture  # noqa: F401 (fixture)
 
+from omniq.backends.postgres._twins import PostgresResultStorage, PostgresTaskQueue
 from omniq.backends.postgres.connection import SERVER_SETTINGS
 from omniq.backends.postgres.queue import (
     AsyncPostgresTaskQueue,
-    PostgresTaskQueue,
     PostgresTaskQueueConfig,
     _claim_sql,
 )
@@ -32,7 +32,6 @@ from omniq.backends.postgres.sql import MIGRATIONS, QUERIES, SCHEMA, SCHEMA_VERS
 from omniq.backends.postgres.storage import (
     AsyncPostgresEventStorage,
     AsyncPostgresResultStorage,
-    PostgresResultStorage,
     PostgresResultStorageConfig,
 )
 from omniq.errors import ConfigError, StorageError

@@ -8,13 +8,13 @@ from typing import Any
 
 from omniq.config import Settings
 from omniq.errors import ConfigError
-from omniq.facade import AsyncOmniQ, OmniQ
+from omniq.facade import AsyncOmniQ
 from omniq.models import TaskResult, TaskStatus
 from omniq.testing.draining import drain_queue
 from omniq.workers import BaseWorker
 from omniq.workflows import Node
 
-__all__ = ["AsyncTestOmniQ", "TestOmniQ"]
+__all__ = ["AsyncTestOmniQ", "SyncTestExtras"]
 
 
 def _memory_components(project_name: str | None, settings: Settings | None) -> tuple[Any, ...]:
@@ -155,8 +155,8 @@ class AsyncTestOmniQ(AsyncOmniQ):
             await self.drain()
 
 
-class TestOmniQ(OmniQ, twin=AsyncTestOmniQ):
-    """Sync twin of :class:`AsyncTestOmniQ`: the same methods, blocking."""
+class SyncTestExtras:
+    """What :class:`TestOmniQ` (generated in ``omniq.testing._twins``, an :class:`~omniq.OmniQ`)
+    adds to its async class's members: it is no pytest test class."""
 
     __test__ = False
-    task = OmniQ.task

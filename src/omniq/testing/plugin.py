@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from omniq.testing.facade import TestOmniQ
+from omniq.testing._twins import TestOmniQ
 
 __all__ = ["omniq", "omniq_eager", "omniq_sqlite"]
 

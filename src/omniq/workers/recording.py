@@ -236,8 +236,8 @@ class Recorder:
                 landed = True
         if not landed:
             return False
-        for outcome, exc in refused:
-            self._refused(outcome, exc)
+        for outcome, error in refused:
+            self._refused(outcome, error)
         return True
 
     def _refused(self, outcome: Outcome, exc: Exception) -> None:

@@ -118,7 +118,6 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.file import RecordDir, TaskDir, component_store, run
 from omniq.backends.file.layout import us
 from omniq.backends.file.options import FileConnection, FileTaskQueueConfig
@@ -127,7 +126,7 @@ from omniq.models import Task, TaskStatus
 from omniq.queue.base import AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncFileTaskQueue", "FileTaskQueue"]
+__all__ = ["AsyncFileTaskQueue"]
 
 _WATCH_EVERY = 0.05  # seconds between looks at the pending directories of a local disk
 
@@ -264,7 +263,3 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
                     return
         finally:
             future.cancel()
-
-
-class FileTaskQueue(SyncTwin, twin=AsyncFileTaskQueue):
-    """Sync twin of :class:`AsyncFileTaskQueue`."""

@@ -24,6 +24,7 @@ import errno
 import hashlib
 import os
 import posixpath
+import sys
 import threading
 import time
 import uuid
@@ -38,11 +39,10 @@ from omniq._permissions import PRIVATE, Modes, makedirs, open_new, warn_if_share
 from omniq._redact import redact
 from omniq.errors import ConfigError, MissingDependencyError, StorageError
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
+if sys.platform == "win32":
     import msvcrt
+else:
+    import fcntl
 
 __all__ = ["LOCK_WAIT", "Store", "next_seq", "open_store", "safe_name"]
 
@@ -455,11 +455,11 @@ def _lock_file(fd: int, rel: str, deadline: float) -> None:
     delay = 0.0005
     while True:
         try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            else:
+            if sys.platform == "win32":
                 os.lseek(fd, 0, os.SEEK_SET)
                 msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except OSError as exc:
             if exc.errno not in _BUSY:
@@ -471,11 +471,11 @@ def _lock_file(fd: int, rel: str, deadline: float) -> None:
 
 
 def _unlock_file(fd: int) -> None:
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    else:
+    if sys.platform == "win32":
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _silent_unlink(path: str) -> None:

@@ -41,7 +41,6 @@ from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
-from omniq._sync import SyncTwin
 from omniq.backends.postgres.codec import (
     MAX_PAYLOAD,
     finish_arrays,
@@ -63,7 +62,7 @@ from omniq.storage.base import AsyncResultStorage
 if TYPE_CHECKING:
     from omniq.backends.postgres.storage import AsyncPostgresResultStorage
 
-__all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueue", "PostgresTaskQueueConfig"]
+__all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueueConfig"]
 
 
 class AsyncPostgresTaskQueue(Connected, AsyncTaskQueue):
@@ -410,7 +409,3 @@ def _filters(
     if status is not None:
         clauses.append(f"AND status = '{TaskStatus(status).value}'")
     return " ".join(clauses), params
-
-
-class PostgresTaskQueue(SyncTwin, twin=AsyncPostgresTaskQueue):
-    """Sync twin of :class:`AsyncPostgresTaskQueue`."""

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.sqlite.codec import (
     error_json,
     insert_rows,
@@ -40,7 +39,7 @@ from omniq.storage.base import AsyncResultStorage
 if TYPE_CHECKING:
     from omniq.backends.sqlite.storage import AsyncSQLiteResultStorage
 
-__all__ = ["AsyncSQLiteTaskQueue", "SQLiteTaskQueue"]
+__all__ = ["AsyncSQLiteTaskQueue"]
 
 _POLL_S = 0.025  # how often an idle waiter looks for commits by other processes
 
@@ -465,7 +464,3 @@ def _filters(
         clauses.append("AND status = :status")
         params["status"] = status.value
     return " ".join(clauses), params
-
-
-class SQLiteTaskQueue(SyncTwin, twin=AsyncSQLiteTaskQueue):
-    """Sync twin of :class:`AsyncSQLiteTaskQueue`."""
