@@ -133,9 +133,11 @@ class S3Store(_FsspecStore):
                 pass
             try:
                 etag = self.fs.call_s3("head_object", **self._key(rel))["ETag"]
-                held_until = float(self.fs.cat_file(self._p(rel)) or 0)
+                held = self.fs.cat_file(self._p(rel))
             except FileNotFoundError:
                 continue  # released meanwhile
+            try:
+                held_until = float(held or 0)
             except ValueError:
                 held_until = 0.0  # unreadable: treat as expired
             if held_until < time.time():
