@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.sqlite.codec import (
     error_json,
     insert_rows,
@@ -41,7 +40,7 @@ from omniq.storage.base import AsyncResultStorage
 if TYPE_CHECKING:
     from omniq.backends.sqlite.storage import AsyncSQLiteResultStorage
 
-__all__ = ["AsyncSQLiteTaskQueue", "SQLiteTaskQueue"]
+__all__ = ["AsyncSQLiteTaskQueue"]
 
 
 @functools.cache
@@ -478,7 +477,3 @@ def _filters(
         clauses.append("AND status = :status")
         params["status"] = status.value
     return " ".join(clauses), params
-
-
-class SQLiteTaskQueue(SyncTwin, twin=AsyncSQLiteTaskQueue):
-    """Sync twin of :class:`AsyncSQLiteTaskQueue`."""

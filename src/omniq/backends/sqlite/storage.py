@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
 from omniq.backends.sqlite.connection import Connected, write
 from omniq.backends.sqlite.options import (
@@ -38,8 +37,6 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncSQLiteEventStorage",
     "AsyncSQLiteResultStorage",
-    "SQLiteEventStorage",
-    "SQLiteResultStorage",
 ]
 
 PathArg = str | os.PathLike[str]
@@ -206,11 +203,3 @@ def _query_events(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) ->
         except ROW_ERRORS as exc:
             raise StorageError(f"event row {row['id']} is corrupt: {exc}") from exc
     return events
-
-
-class SQLiteResultStorage(SyncTwin, twin=AsyncSQLiteResultStorage):
-    """Sync twin of :class:`AsyncSQLiteResultStorage`."""
-
-
-class SQLiteEventStorage(SyncTwin, twin=AsyncSQLiteEventStorage):
-    """Sync twin of :class:`AsyncSQLiteEventStorage`."""
