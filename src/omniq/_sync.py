@@ -119,7 +119,7 @@ class SyncTwin(Generic[A]):
     twins: ``class X(SyncTwin[AsyncX], twin=AsyncX)`` with one blocking method per async one, each
     sending its call to the loop thread through :meth:`_run`."""
 
-    _async_class: ClassVar[type]
+    _async_class: ClassVar[type[Any]]
     _async: A
     _factory: Callable[[], A]
     _pid: int
