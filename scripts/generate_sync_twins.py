@@ -5,10 +5,11 @@ annotations, defaults and docstring, copied from the async source; every call go
 thread through :class:`omniq._sync.SyncTwin`. Hand-written extras (a worker's ``run()``, the
 facade's ``task()``) live in a mixin the twin inherits; the mixin's names are not generated.
 
-A contract (``AsyncTaskQueue``, ``AsyncResultStorage``, ``AsyncEventStorage``, ``BaseWorker``)
-gets a generic base twin (``TaskQueueTwin[A]`` ...) holding its members once; each backend's twin
-subclasses it and declares only its constructor and what its async class adds or declares
-differently (another signature, docstring or attribute type).
+A contract (``AsyncTaskQueue``, ``AsyncResultStorage``, ``AsyncEventStorage``, ``BaseWorker``,
+and the ``Configurable``/``Component`` mixins above them) gets a generic base twin
+(``TaskQueueTwin[A]`` ...) holding its members once; each implementation's twin subclasses it
+and declares only its constructor and what its async class adds or declares differently
+(another signature, docstring or attribute type).
 
     python scripts/generate_sync_twins.py          # rewrite the generated modules
     python scripts/generate_sync_twins.py --check  # exit 1 when one is stale
@@ -67,12 +68,20 @@ def _backend(name: str, *components: tuple[str, str]) -> tuple[str, list[Twin]]:
 #: Generated module (under src/) -> the twins it holds.
 MODULES: dict[str, list[Twin]] = dict(
     [
+        ("omniq/_configurable_twins.py", [
+            Twin("ConfigurableTwin", "omniq._configurable:Configurable", contract=True),
+            Twin("ComponentTwin", "omniq._configurable:Component", contract=True,
+                 base="ConfigurableTwin"),
+        ]),
         ("omniq/queue/_twins.py", [
-            Twin("TaskQueueTwin", "omniq.queue.base:AsyncTaskQueue", contract=True),
+            Twin("TaskQueueTwin", "omniq.queue.base:AsyncTaskQueue", contract=True,
+                 base="ComponentTwin"),
         ]),
         ("omniq/storage/_twins.py", [
-            Twin("ResultStorageTwin", "omniq.storage.base:AsyncResultStorage", contract=True),
-            Twin("EventStorageTwin", "omniq.storage.base:AsyncEventStorage", contract=True),
+            Twin("ResultStorageTwin", "omniq.storage.base:AsyncResultStorage", contract=True,
+                 base="ComponentTwin"),
+            Twin("EventStorageTwin", "omniq.storage.base:AsyncEventStorage", contract=True,
+                 base="ComponentTwin"),
         ]),
         _backend("memory", ("MemoryTaskQueue", "queue"), ("MemoryResultStorage", "storage"),
                  ("MemoryEventStorage", "storage")),
@@ -86,7 +95,7 @@ MODULES: dict[str, list[Twin]] = dict(
         _backend("nats", ("NATSTaskQueue", "queue"), ("NATSResultStorage", "storage")),
         ("omniq/workers/_twins.py", [
             Twin("WorkerTwin", "omniq.workers.base:BaseWorker", "omniq.workers.thread_pool:SyncRun",
-                 contract=True),
+                 contract=True, base="ConfigurableTwin"),
             Twin("ThreadPoolWorker", "omniq.workers.thread_pool:AsyncThreadPoolWorker",
                  base="WorkerTwin"),
             Twin("ProcessPoolWorker", "omniq.workers.process_pool:AsyncProcessPoolWorker",
@@ -277,17 +286,18 @@ class ClassWriter:
         source = _load(self.twin.source)
         owner = source.__name__
         self.imports.lines.add(f"from {source.__module__} import {owner}")
-        bases = [f"SyncTwin[{owner}]"]
+        target = owner  # the async class its _target() returns: a type variable in a contract's
+        bases = [f"SyncTwin[{target}]"]
         registers = f", twin={owner}"
         skip: set[str] = set()
         inherited: dict[str, list[str]] = {}  # the base twin's members, as it declares them
         inherited_attributes: dict[str, str] = {}
         if self.twin.contract:
             # Generic in the async class, so a backend's twin targets its own async class.
-            typevar = f"_{owner}T"
+            target = f"_{owner}T"
             self.imports.lines.add("from typing import TypeVar")
-            self.out += [f'{typevar} = TypeVar("{typevar}", bound={owner})', "", ""]
-            bases, registers = [f"SyncTwin[{typevar}]"], ""
+            self.out += [f'{target} = TypeVar("{target}", bound={owner})', "", ""]
+            bases, registers = [f"SyncTwin[{target}]"], ""
         base = _twin(self.twin.base) if self.twin.base else None
         hand_written = _load(self.twin.extras) if self.twin.extras else None
         if hand_written is not None:
@@ -306,7 +316,7 @@ class ClassWriter:
             if base.contract:
                 # A member whose declaration in the contract's twin would read the same (its
                 # body forwards by name, so it reaches this async class's override) is inherited.
-                bases[-1] = f"{base.name}[{owner}]"
+                bases[-1] = f"{base.name}[{target}]"
                 writer = ClassWriter(base, Imports(), self.renames, module=module)
                 inherited = {
                     n: writer._member(base_source, n, inspect.getattr_static(base_source, n))

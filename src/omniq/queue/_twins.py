@@ -5,16 +5,11 @@ after changing an async class (a test fails while this file is stale)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from functools import partial
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
-import msgspec
-
-from omniq._sync import SyncTwin
-from omniq.backend.base import Backend
+from omniq._configurable_twins import ComponentTwin
 from omniq.config import Settings
 from omniq.models import Task, TaskResult, TaskStatus
 from omniq.queue.base import AsyncTaskQueue
@@ -27,7 +22,7 @@ __all__ = ["TaskQueueTwin"]
 _AsyncTaskQueueT = TypeVar("_AsyncTaskQueueT", bound=AsyncTaskQueue)
 
 
-class TaskQueueTwin(SyncTwin[_AsyncTaskQueueT]):
+class TaskQueueTwin(ComponentTwin[_AsyncTaskQueueT]):
     """Sync twin of the :class:`AsyncTaskQueue` contract, the base of its subclasses' twins."""
 
     event_store: Any | None
@@ -191,33 +186,6 @@ class TaskQueueTwin(SyncTwin[_AsyncTaskQueueT]):
     def flush_events(self) -> None:
         """Write the ENQUEUED events still buffered."""
         return self._run(self._target().flush_events())
-
-    @classmethod
-    def from_backend(cls, backend: Backend, **options: Any) -> Self:
-        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
-        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events)."""
-        return cls._build(partial(cls._async_class.from_backend, backend, **options))
-
-    @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
-        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
-        return cls._build(partial(cls._async_class.from_config, config, **extra))
-
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
-        """Build from a YAML file holding the options (or a ``config`` section of them)."""
-        return cls._build(partial(cls._async_class.from_config_file, path, **extra))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
-        """Build from a dict of constructor options, validated first."""
-        return cls._build(partial(cls._async_class.from_dict, data, **extra))
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
-        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives."""
-        return cls._build(partial(cls._async_class.from_url, url, **options))
 
     def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
         """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""

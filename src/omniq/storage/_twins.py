@@ -5,16 +5,11 @@ after changing an async class (a test fails while this file is stale)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
-from functools import partial
-from typing import Any, Self, TypeVar
+from typing import TypeVar
 
-import msgspec
-
-from omniq._sync import SyncTwin
-from omniq.backend.base import Backend
+from omniq._configurable_twins import ComponentTwin
 from omniq.config import Settings
 from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.serialization import Serializer
@@ -26,7 +21,7 @@ __all__ = ["EventStorageTwin", "ResultStorageTwin"]
 _AsyncResultStorageT = TypeVar("_AsyncResultStorageT", bound=AsyncResultStorage)
 
 
-class ResultStorageTwin(SyncTwin[_AsyncResultStorageT]):
+class ResultStorageTwin(ComponentTwin[_AsyncResultStorageT]):
     """Sync twin of the :class:`AsyncResultStorage` contract, the base of its subclasses' twins."""
 
     project_name: str
@@ -61,33 +56,6 @@ class ResultStorageTwin(SyncTwin[_AsyncResultStorageT]):
         """Each result with its stored form."""
         return self._target().encode_many(results)
 
-    @classmethod
-    def from_backend(cls, backend: Backend, **options: Any) -> Self:
-        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
-        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events)."""
-        return cls._build(partial(cls._async_class.from_backend, backend, **options))
-
-    @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
-        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
-        return cls._build(partial(cls._async_class.from_config, config, **extra))
-
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
-        """Build from a YAML file holding the options (or a ``config`` section of them)."""
-        return cls._build(partial(cls._async_class.from_config_file, path, **extra))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
-        """Build from a dict of constructor options, validated first."""
-        return cls._build(partial(cls._async_class.from_dict, data, **extra))
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
-        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives."""
-        return cls._build(partial(cls._async_class.from_url, url, **options))
-
     def get(
         self, task_id: str, wait: bool = False, timeout: float | None = None
     ) -> TaskResult | None:
@@ -112,7 +80,7 @@ class ResultStorageTwin(SyncTwin[_AsyncResultStorageT]):
 _AsyncEventStorageT = TypeVar("_AsyncEventStorageT", bound=AsyncEventStorage)
 
 
-class EventStorageTwin(SyncTwin[_AsyncEventStorageT]):
+class EventStorageTwin(ComponentTwin[_AsyncEventStorageT]):
     """Sync twin of the :class:`AsyncEventStorage` contract, the base of its subclasses' twins."""
 
     project_name: str
@@ -125,33 +93,6 @@ class EventStorageTwin(SyncTwin[_AsyncEventStorageT]):
     def delete_before(self, before: datetime) -> int:
         """Delete events older than ``before``; returns how many."""
         return self._run(self._target().delete_before(before))
-
-    @classmethod
-    def from_backend(cls, backend: Backend, **options: Any) -> Self:
-        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
-        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events)."""
-        return cls._build(partial(cls._async_class.from_backend, backend, **options))
-
-    @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
-        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
-        return cls._build(partial(cls._async_class.from_config, config, **extra))
-
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
-        """Build from a YAML file holding the options (or a ``config`` section of them)."""
-        return cls._build(partial(cls._async_class.from_config_file, path, **extra))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
-        """Build from a dict of constructor options, validated first."""
-        return cls._build(partial(cls._async_class.from_dict, data, **extra))
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
-        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives."""
-        return cls._build(partial(cls._async_class.from_url, url, **options))
 
     def get_events(
         self,

@@ -5,14 +5,11 @@ after changing an async class (a test fails while this file is stale)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
-import msgspec
-
-from omniq._sync import SyncTwin
+from omniq._configurable_twins import ConfigurableTwin
 from omniq.allowlist import AllowList
 from omniq.config import Settings
 from omniq.models import TaskResult
@@ -27,7 +24,7 @@ __all__ = ["GeventWorker", "ProcessPoolWorker", "ThreadPoolWorker", "WorkerTwin"
 _BaseWorkerT = TypeVar("_BaseWorkerT", bound=BaseWorker)
 
 
-class WorkerTwin(SyncRun, SyncTwin[_BaseWorkerT]):
+class WorkerTwin(SyncRun, ConfigurableTwin[_BaseWorkerT]):
     """Sync twin of the :class:`BaseWorker` contract, the base of its subclasses' twins."""
 
     allowed: AllowList
@@ -51,21 +48,6 @@ class WorkerTwin(SyncRun, SyncTwin[_BaseWorkerT]):
     def flush_events(self) -> None:
         """Write the events buffered so far (they are otherwise written every 50 ms)."""
         return self._run(self._target().flush_events())
-
-    @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
-        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
-        return cls._build(partial(cls._async_class.from_config, config, **extra))
-
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
-        """Build from a YAML file holding the options (or a ``config`` section of them)."""
-        return cls._build(partial(cls._async_class.from_config_file, path, **extra))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
-        """Build from a dict of constructor options, validated first."""
-        return cls._build(partial(cls._async_class.from_dict, data, **extra))
 
     def get_result(
         self, task_id: str, wait: bool = True, timeout: float | None = None
