@@ -5,6 +5,12 @@ annotations, defaults and docstring, copied from the async source; every call go
 thread through :class:`omniq._sync.SyncTwin`. Hand-written extras (a worker's ``run()``, the
 facade's ``task()``) live in a mixin the twin inherits; the mixin's names are not generated.
 
+A contract (``AsyncTaskQueue``, ``AsyncResultStorage``, ``AsyncEventStorage``, ``BaseWorker``,
+and the ``Configurable``/``Component`` mixins above them) gets a generic base twin
+(``TaskQueueTwin[A]`` ...) holding its members once; each implementation's twin subclasses it
+and declares only its constructor and what its async class adds or declares differently
+(another signature, docstring or attribute type).
+
     python scripts/generate_sync_twins.py          # rewrite the generated modules
     python scripts/generate_sync_twins.py --check  # exit 1 when one is stale
 """
@@ -37,17 +43,46 @@ class Twin:
     source: str  # "module:AsyncClass"
     extras: str | None = None  # "module:Mixin" with hand-written members
     base: str | None = None  # "Twin" generated before, whose members this one inherits
+    contract: bool = False  # a generic base twin of a contract, for the twins of its subclasses
+
+
+#: The base twin of each contract's twins, by the suffix of their names.
+_CONTRACTS = {
+    "TaskQueue": "TaskQueueTwin",
+    "ResultStorage": "ResultStorageTwin",
+    "EventStorage": "EventStorageTwin",
+}
 
 
 def _backend(name: str, *components: tuple[str, str]) -> tuple[str, list[Twin]]:
     return f"omniq/backends/{name}/_twins.py", [
-        Twin(sync, f"omniq.backends.{name}.{module}:Async{sync}") for sync, module in components
+        Twin(
+            sync,
+            f"omniq.backends.{name}.{module}:Async{sync}",
+            base=next(b for suffix, b in _CONTRACTS.items() if sync.endswith(suffix)),
+        )
+        for sync, module in components
     ]
 
 
 #: Generated module (under src/) -> the twins it holds.
 MODULES: dict[str, list[Twin]] = dict(
     [
+        ("omniq/_configurable_twins.py", [
+            Twin("ConfigurableTwin", "omniq._configurable:Configurable", contract=True),
+            Twin("ComponentTwin", "omniq._configurable:Component", contract=True,
+                 base="ConfigurableTwin"),
+        ]),
+        ("omniq/queue/_twins.py", [
+            Twin("TaskQueueTwin", "omniq.queue.base:AsyncTaskQueue", contract=True,
+                 base="ComponentTwin"),
+        ]),
+        ("omniq/storage/_twins.py", [
+            Twin("ResultStorageTwin", "omniq.storage.base:AsyncResultStorage", contract=True,
+                 base="ComponentTwin"),
+            Twin("EventStorageTwin", "omniq.storage.base:AsyncEventStorage", contract=True,
+                 base="ComponentTwin"),
+        ]),
         _backend("memory", ("MemoryTaskQueue", "queue"), ("MemoryResultStorage", "storage"),
                  ("MemoryEventStorage", "storage")),
         _backend("file", ("FileTaskQueue", "queue"), ("FileResultStorage", "storage"),
@@ -59,12 +94,14 @@ MODULES: dict[str, list[Twin]] = dict(
         _backend("redis", ("RedisTaskQueue", "queue"), ("RedisResultStorage", "storage")),
         _backend("nats", ("NATSTaskQueue", "queue"), ("NATSResultStorage", "storage")),
         ("omniq/workers/_twins.py", [
+            Twin("WorkerTwin", "omniq.workers.base:BaseWorker", "omniq.workers.thread_pool:SyncRun",
+                 contract=True, base="ConfigurableTwin"),
             Twin("ThreadPoolWorker", "omniq.workers.thread_pool:AsyncThreadPoolWorker",
-                 "omniq.workers.thread_pool:SyncRun"),
+                 base="WorkerTwin"),
             Twin("ProcessPoolWorker", "omniq.workers.process_pool:AsyncProcessPoolWorker",
-                 "omniq.workers.thread_pool:SyncRun"),
+                 base="WorkerTwin"),
             Twin("GeventWorker", "omniq.workers.gevent_pool:AsyncGeventWorker",
-                 "omniq.workers.thread_pool:SyncRun"),
+                 base="WorkerTwin"),
         ]),
         ("omniq/scheduling/_twins.py", [
             Twin("Scheduler", "omniq.scheduling.scheduler:AsyncScheduler"),
@@ -219,10 +256,17 @@ def _call_arguments(args: ast.arguments) -> str:
     return ", ".join(parts)
 
 
-def _docstring(node: ast.AST, indent: str) -> str:
+def _docstring(node: ast.AST, indent: str, raw: str | None = None) -> str:
+    """The docstring of a copied function; ``raw``: its ``__doc__``, kept to the letter (a
+    member declared at the same depth), so that a twin's inherited member has the same one."""
     doc = ast.get_docstring(node)  # type: ignore[arg-type]
     if not doc:
         return ""
+    if raw is not None:
+        raw = raw.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        if raw.endswith('"'):
+            raw = raw[:-1] + '\\"'
+        return f'{indent}"""{raw}"""\n'
     doc = doc.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     lines = doc.splitlines()
     body = "\n".join((indent + line) if line else "" for line in lines[1:])
@@ -235,53 +279,110 @@ class ClassWriter:
     twin: Twin
     imports: Imports
     renames: dict[str, str]  # async class name -> its twin's name, in returned types
+    module: str = ""  # the generated module it goes in, under src/
     out: list[str] = field(default_factory=list)
 
     def write(self) -> str:
         source = _load(self.twin.source)
-        self.imports.lines.add(f"from {source.__module__} import {source.__name__}")
-        bases = [f"SyncTwin[{source.__name__}]"]
+        owner = source.__name__
+        self.imports.lines.add(f"from {source.__module__} import {owner}")
+        target = owner  # the async class its _target() returns: a type variable in a contract's
+        bases = [f"SyncTwin[{target}]"]
+        registers = f", twin={owner}"
         skip: set[str] = set()
-        if self.twin.extras:
-            mixin = _load(self.twin.extras)
-            self.imports.lines.add(f"from {mixin.__module__} import {mixin.__name__}")
-            bases.insert(0, mixin.__name__)
-            skip = {n for klass in mixin.__mro__[:-1] for n in vars(klass)}
-        if self.twin.base:
-            # A subclass of another twin: its members forward by name, so they reach this async
-            # class's overrides; only what the base lacks is generated here.
-            base = _twin(self.twin.base)
+        inherited: dict[str, list[str]] = {}  # the base twin's members, as it declares them
+        inherited_attributes: dict[str, str] = {}
+        if self.twin.contract:
+            # Generic in the async class, so a backend's twin targets its own async class.
+            target = f"_{owner}T"
+            self.imports.lines.add("from typing import TypeVar")
+            self.out += [f'{target} = TypeVar("{target}", bound={owner})', "", ""]
+            bases, registers = [f"SyncTwin[{target}]"], ""
+        base = _twin(self.twin.base) if self.twin.base else None
+        hand_written = _load(self.twin.extras) if self.twin.extras else None
+        if hand_written is not None:
+            self.imports.lines.add(f"from {hand_written.__module__} import {hand_written.__name__}")
+            bases.insert(0, hand_written.__name__)
+            skip = {n for klass in hand_written.__mro__[:-1] for n in vars(klass)}
+        if base is not None:
             base_source = _load(base.source)
             module = next(m for m, ts in MODULES.items() if base in ts)
-            self.imports.lines.add(f"from {_module_name(module)} import {base.name}")
-            bases[-1] = base.name
-            skip |= {n for n in dir(base_source) if not n.startswith("_")}
+            if module != self.module:
+                self.imports.lines.add(f"from {_module_name(module)} import {base.name}")
+            base_skip: set[str] = set()
             if base.extras:
-                skip |= {n for k in _load(base.extras).__mro__[:-1] for n in vars(k)}
-        head = f"class {self.twin.name}({', '.join(bases)}, twin={source.__name__}):"
-        doc = f"Sync twin of :class:`{source.__name__}`: the same members, blocking."
+                base_mixin = _load(base.extras)
+                base_skip = {n for k in base_mixin.__mro__[:-1] for n in vars(k)}
+            if base.contract:
+                # A member whose declaration in the contract's twin would read the same (its
+                # body forwards by name, so it reaches this async class's override) is inherited.
+                bases[-1] = f"{base.name}[{target}]"
+                writer = ClassWriter(base, Imports(), self.renames, module=module)
+                inherited = {
+                    n: writer._member(base_source, n, inspect.getattr_static(base_source, n))
+                    for n in dir(base_source)
+                    if not n.startswith("_") and n not in base_skip
+                }
+                inherited_attributes = {
+                    n: t for n, (t, _, _) in writer._attributes(base_source, base_skip).items()
+                }
+                if base.extras:  # named in each twin too, as its own members
+                    hand_written = base_mixin
+                    self.imports.lines.add(
+                        f"from {base_mixin.__module__} import {base_mixin.__name__}"
+                    )
+            else:
+                # A subclass of another twin: its members forward by name, so they reach this
+                # async class's overrides; only what the base lacks is generated here.
+                bases[-1] = base.name
+                skip |= {n for n in dir(base_source) if not n.startswith("_")}
+            skip |= base_skip
+        head = f"class {self.twin.name}({', '.join(bases)}{registers}):"
+        if self.twin.contract:
+            doc = f"Sync twin of the :class:`{owner}` contract, the base of its subclasses' twins."
+        else:
+            doc = f"Sync twin of :class:`{owner}`: the same members, blocking."
         self.out += [head, f'    """{doc}"""', ""]
-        self._attributes(source, skip)
-        if self.twin.base:
+        attributes = self._attributes(source, skip)
+        for name in sorted(attributes):
+            type_text, module_name, annotation = attributes[name]
+            if inherited_attributes.get(name) == type_text:
+                continue
+            if annotation is not None:
+                self.imports.need(module_name, annotation)
+            self.out.append(f"    {name}: {type_text}")
+        if self.out[-1] != "":
+            self.out.append("")
+        if base is not None and not base.contract:
             self.imports.lines.add("from typing import cast")
             self.out += [
-                f"    def _target(self) -> {source.__name__}:",
-                f"        return cast({source.__name__}, super()._target())",
+                f"    def _target(self) -> {owner}:",
+                f"        return cast({owner}, super()._target())",
                 "",
             ]
-        if self.twin.extras:
-            own = sorted(n for n in vars(mixin) if not n.startswith("_"))
-            self.out += [f"    {n} = {mixin.__name__}.{n}  # hand-written" for n in own] + [""]
-        self._init(source)
+        if hand_written is not None:
+            own = sorted(n for n in vars(hand_written) if not n.startswith("_"))
+            name = hand_written.__name__
+            self.out += [f"    {n} = {name}.{n}  # hand-written" for n in own] + [""]
+        if not self.twin.contract:
+            self._init(source)
         for name in sorted(dir(source)):
             if name.startswith("_") or name in skip:
                 continue
-            self._member(source, name, inspect.getattr_static(source, name))
+            raw = inspect.getattr_static(source, name)
+            if name in inherited:
+                as_base = self._member(source, name, raw, generic=True, imports=Imports())
+                if as_base and as_base == inherited[name]:
+                    continue
+            self.out += self._member(source, name, raw)
         return "\n".join(self.out)
 
-    def _attributes(self, source: type, skip: set[str]) -> None:
-        """Declare the async object's public instance attributes (read through ``__getattr__``)."""
-        found: dict[str, str] = {}
+    def _attributes(
+        self, source: type, skip: set[str]
+    ) -> dict[str, tuple[str, str, ast.expr | None]]:
+        """The async object's public instance attributes (read through ``__getattr__``): name ->
+        (declared type, module of its annotation, annotation)."""
+        found: dict[str, tuple[str, str, ast.expr | None]] = {}
         for klass in reversed(source.__mro__[:-1]):
             if klass.__module__.split(".")[0] != "omniq":
                 continue
@@ -292,14 +393,11 @@ class ClassWriter:
                 if isinstance(inspect.getattr_static(source, name, None), property):
                     continue
                 if annotation is not None and not _holds_component(annotation):
-                    self.imports.need(klass.__module__, annotation)
-                    found[name] = self._rename(ast.unparse(annotation))
+                    text = self._rename(ast.unparse(annotation))
+                    found[name] = (text, klass.__module__, annotation)
                 else:
-                    found.setdefault(name, "Any")
-        for name in sorted(found):
-            self.out.append(f"    {name}: {found[name]}")
-        if found:
-            self.out.append("")
+                    found.setdefault(name, ("Any", klass.__module__, None))
+        return found
 
     def _init(self, source: type) -> None:
         init = next(k.__dict__["__init__"] for k in source.__mro__ if "__init__" in k.__dict__)
@@ -312,49 +410,71 @@ class ClassWriter:
         call = _call_arguments(node.args)
         self.out += [f"        self._construct(partial({source.__name__}, {call}))", ""]
 
-    def _member(self, source: type, name: str, raw: Any) -> None:
+    def _member(
+        self,
+        source: type,
+        name: str,
+        raw: Any,
+        *,
+        generic: bool | None = None,
+        imports: Imports | None = None,
+    ) -> list[str]:
+        """The declaration of one member; ``generic``: as a contract's twin declares it (a
+        classmethod calls the twin's async class; no static methods or class attributes)."""
+        generic = self.twin.contract if generic is None else generic
+        imports = imports or self.imports
         if isinstance(raw, property):
             node = _function_node(raw.fget)
-            self.imports.need(raw.fget.__module__, node.returns)
+            imports.need(raw.fget.__module__, node.returns)
             returns = ast.unparse(node.returns) if node.returns else "Any"
-            self._def(["@property"], name, "self", returns, node, f"self._target().{name}")
-            return
+            body = f"self._target().{name}"
+            return self._def(["@property"], name, "self", returns, node, body, raw.fget.__doc__)
         kind = "static" if isinstance(raw, staticmethod) else None
         if isinstance(raw, classmethod | staticmethod):
             kind = kind or "class"
             raw = raw.__func__
         if not callable(raw):
-            return
+            return []
         if isinstance(raw, type):  # a class attribute holding a class (``config_class``)
-            self.out += [f"    {name} = {source.__name__}.{name}", ""]
-            return
+            return [] if generic else [f"    {name} = {source.__name__}.{name}", ""]
+        if kind == "static" and generic:
+            return []
         node = _function_node(raw)
-        self.imports.need(raw.__module__, node.args, node.returns)
+        imports.need(raw.__module__, node.args, node.returns)
         params, call = ast.unparse(node.args), _call_arguments(node.args)
         returns = ast.unparse(node.returns) if node.returns else "Any"
-        owner = source.__name__
+        owner = "cls._async_class" if generic else source.__name__
         if kind == "class":
             own = {"Any", "Self", *(k.__name__ for k in source.__mro__)}
             returns = "Self" if returns in own else self._rename(returns)
-            self.imports.lines.add("from typing import Self")
+            imports.lines.add("from typing import Self")
             body = f"cls._build(partial({', '.join(filter(None, [f'{owner}.{name}', call]))}))"
-            self._def(["@classmethod"], name, params, returns, node, body)
-        elif kind == "static":
-            self._def(["@staticmethod"], name, params, returns, node, f"{owner}.{name}({call})")
-        elif inspect.iscoroutinefunction(raw):
-            self._def([], name, params, returns, node, f"self._run(self._target().{name}({call}))")
+            return self._def(["@classmethod"], name, params, returns, node, body, raw.__doc__)
+        if kind == "static":
+            body = f"{owner}.{name}({call})"
+            return self._def(["@staticmethod"], name, params, returns, node, body, raw.__doc__)
+        if inspect.iscoroutinefunction(raw):
+            body = f"self._run(self._target().{name}({call}))"
         else:
-            self._def([], name, params, returns, node, f"self._target().{name}({call})")
+            body = f"self._target().{name}({call})"
+        return self._def([], name, params, returns, node, body, raw.__doc__)
 
     def _def(
-        self, decorators: list[str], name: str, params: str, returns: str, node: ast.AST, body: str
-    ) -> None:
-        self.out += [f"    {d}" for d in decorators]
-        self.out.append(f"    def {name}({params}) -> {returns}:")
-        doc = _docstring(node, "        ")
+        self,
+        decorators: list[str],
+        name: str,
+        params: str,
+        returns: str,
+        node: ast.AST,
+        body: str,
+        raw_doc: str | None,
+    ) -> list[str]:
+        out = [f"    {d}" for d in decorators]
+        out.append(f"    def {name}({params}) -> {returns}:")
+        doc = _docstring(node, "        ", raw_doc)
         if doc:
-            self.out.append(doc.rstrip("\n"))
-        self.out += [f"        return {body}", ""]
+            out.append(doc.rstrip("\n"))
+        return [*out, f"        return {body}", ""]
 
     def _rename(self, annotation: str) -> str:
         tree = ast.parse(annotation, mode="eval")
@@ -429,7 +549,7 @@ def _is_self_attr(node: ast.expr) -> bool:
 
 def render(path: str, twins: list[Twin], renames: dict[str, str]) -> str:
     imports = Imports()
-    classes = [ClassWriter(twin, imports, renames).write() for twin in twins]
+    classes = [ClassWriter(twin, imports, renames, path).write() for twin in twins]
     text = HEADER.format(names=", ".join(_load(t.source).__name__ for t in twins))
     text += "\n".join(sorted(imports.lines)) + "\n\n"
     text += f"__all__ = {[t.name for t in twins]!r}\n\n\n".replace("'", '"')
@@ -462,9 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(SRC))
     generated = {_module_name(path) for path in MODULES}
     sys.meta_path.insert(0, _Placeholders(generated))
-    renames = {
-        t.source.split(":")[1]: t.name for twins in MODULES.values() for t in twins
-    }
+    renames = {t.source.split(":")[1]: t.name for twins in MODULES.values() for t in twins}
     stale = []
     for path, twins in MODULES.items():
         text = render(path, twins, renames)

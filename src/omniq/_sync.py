@@ -117,9 +117,11 @@ _SEARCHED: set[type] = set()  # classes whose package's twins were imported alre
 class SyncTwin(Generic[A]):
     """Base of the sync classes, which ``scripts/generate_sync_twins.py`` writes from their async
     twins: ``class X(SyncTwin[AsyncX], twin=AsyncX)`` with one blocking method per async one, each
-    sending its call to the loop thread through :meth:`_run`."""
+    sending its call to the loop thread through :meth:`_run`. A contract's members are generated
+    once, in a generic base twin (``TaskQueueTwin[A]``, without ``twin=``) that the twins of its
+    implementations subclass."""
 
-    _async_class: ClassVar[type]
+    _async_class: ClassVar[type[Any]]
     _async: A
     _factory: Callable[[], A]
     _pid: int

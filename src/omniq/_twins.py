@@ -134,8 +134,7 @@ class OmniQ(SyncTask, SyncTwin[AsyncOmniQ], twin=AsyncOmniQ):
 
     def enqueue_workflow(self, workflow: Node) -> str:
         """Store a chain, group or chord (``omniq.workflows``) in one step; returns the id of
-        the task whose result is the workflow's result.
-        """
+        the task whose result is the workflow's result."""
         return self._run(self._target().enqueue_workflow(workflow))
 
     @classmethod
@@ -152,8 +151,7 @@ class OmniQ(SyncTask, SyncTwin[AsyncOmniQ], twin=AsyncOmniQ):
     ) -> Self:
         """Components from backends: the task queue from ``backend``; results from
         ``result_store_backend`` (default ``backend``); events from ``event_store_backend``
-        (default ``backend`` when it has an event storage, else none).
-        """
+        (default ``backend`` when it has an event storage, else none)."""
         return cls._build(
             partial(
                 AsyncOmniQ.from_backend,
@@ -180,8 +178,7 @@ class OmniQ(SyncTask, SyncTwin[AsyncOmniQ], twin=AsyncOmniQ):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, settings: Settings | None = None) -> Self:
         """Build from a dict with the sections ``task_queue``, ``result_store``, ``event_store``
-        and ``worker``, each ``{"type": ..., "config": {...}}`` (or ``{"url": ...}``).
-        """
+        and ``worker``, each ``{"type": ..., "config": {...}}`` (or ``{"url": ...}``)."""
         return cls._build(partial(AsyncOmniQ.from_dict, data, settings=settings))
 
     @classmethod
@@ -276,8 +273,7 @@ class OmniQ(SyncTask, SyncTwin[AsyncOmniQ], twin=AsyncOmniQ):
     ) -> str:
         """Fire ``func`` on a ``cron`` string, every ``interval`` or once at ``run_at``;
         returns the schedule id. Options as :meth:`AsyncScheduler.add`. Workers fire due
-        runs (each exactly once, whatever the number of workers).
-        """
+        runs (each exactly once, whatever the number of workers)."""
         return self._run(
             self._target().schedule(
                 func, func_args, cron=cron, interval=interval, run_at=run_at, **options

@@ -5,36 +5,23 @@ after changing an async class (a test fails while this file is stale)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Self, Unpack
+from typing import Any, Unpack
 
-import msgspec
-
-from omniq._sync import SyncTwin
-from omniq.backend.base import Backend
 from omniq.backends.file.options import FileConnection
 from omniq.backends.file.queue import AsyncFileTaskQueue
 from omniq.backends.file.storage import AsyncFileEventStorage, AsyncFileResultStorage
 from omniq.config import Settings
-from omniq.models import EventType, Task, TaskEvent, TaskResult, TaskStatus
+from omniq.queue._twins import TaskQueueTwin
 from omniq.serialization import Serializer
-from omniq.storage.base import AsyncResultStorage
+from omniq.storage._twins import EventStorageTwin, ResultStorageTwin
 
 __all__ = ["FileEventStorage", "FileResultStorage", "FileTaskQueue"]
 
 
-class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
+class FileTaskQueue(TaskQueueTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
     """Sync twin of :class:`AsyncFileTaskQueue`: the same members, blocking."""
-
-    event_store: Any | None
-    networked: bool
-    project_name: str
-    queues: list[str] | None
-    serializer: Serializer
-    settings: Settings
 
     def __init__(
         self,
@@ -58,283 +45,7 @@ class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
             )
         )
 
-    def build_task(
-        self,
-        func: Callable[..., Any] | str,
-        func_args: Mapping[str, Any] | None = None,
-        *,
-        args: Sequence[Any] = (),
-        queue_name: str = "default",
-        priority: int = 0,
-        run_at: datetime | None = None,
-        run_in: timedelta | float | None = None,
-        ttl: timedelta | float | None = None,
-        result_ttl: timedelta | float | None = None,
-        max_retries: int | None = None,
-        retry_delay: timedelta | float | None = None,
-        timeout: timedelta | float | None = None,
-        depends_on: Sequence[str] | None = None,
-        key: str | None = None,
-        schedule_id: str | None = None,
-        _now: datetime | None = None,
-        _inputs: tuple[str, list[str]] | None = None,
-    ) -> Task:
-        """Validate enqueue arguments and encode them into a :class:`Task` (no I/O)."""
-        return self._target().build_task(
-            func,
-            func_args,
-            args=args,
-            queue_name=queue_name,
-            priority=priority,
-            run_at=run_at,
-            run_in=run_in,
-            ttl=ttl,
-            result_ttl=result_ttl,
-            max_retries=max_retries,
-            retry_delay=retry_delay,
-            timeout=timeout,
-            depends_on=depends_on,
-            key=key,
-            schedule_id=schedule_id,
-            _now=_now,
-            _inputs=_inputs,
-        )
-
-    def cancel(self, task_id: str) -> bool:
-        """Cancel an unfinished task (a running one is asked to stop); True if it was live."""
-        return self._run(self._target().cancel(task_id))
-
-    def claim(
-        self,
-        worker_id: str,
-        *,
-        queues: Sequence[str] | None = None,
-        limit: int = 1,
-        lease_timeout: float = 30.0,
-        start: int | None = None,
-    ) -> list[Task]:
-        """Atomically take up to ``limit`` due tasks, leased to ``worker_id``.
-
-        Order: the position of the task's queue in ``queues`` (default: this object's queues),
-        then priority (higher first), then enqueue order. Without a queue order all queues
-        count alike, on every backend: priority, then enqueue order across queues (never
-        queue names). Tasks whose lease lapsed are taken again.
-
-        Attempts: the first ``start`` tasks (default: all) start now, so their claim counts an
-        attempt (``attempts + 1``, ``started_at`` = now). The others are claimed ahead: they
-        keep their ``attempts`` and get ``started_at = None`` until :meth:`mark_started`
-        counts them, so a worker that dies holding them costs them nothing. A task taken back
-        from a lapsed lease always counts, wherever it falls: its lost worker may have started
-        it, and a task that kills every worker must still run out of attempts.
-        """
-        return self._run(
-            self._target().claim(
-                worker_id, queues=queues, limit=limit, lease_timeout=lease_timeout, start=start
-            )
-        )
-
-    def close(self) -> None:
-        """Release connections and files (a backend's override calls this first)."""
-        return self._run(self._target().close())
-
     config_class = AsyncFileTaskQueue.config_class
-
-    def count(self, queue_name: str | None = None, status: TaskStatus | str | None = None) -> int:
-        """How many tasks match."""
-        return self._run(self._target().count(queue_name, status))
-
-    @property
-    def database(self) -> Hashable | None:
-        """The database this queue's tasks live in, as an opaque identity: where a result
-        storage reports the same, :meth:`record_outcomes` writes both in one transaction.
-        None (the default): no result storage shares this queue's transactions.
-        """
-        return self._target().database
-
-    def delete_record(self, kind: str, key: str) -> bool:
-        """Delete a record; True if there was one."""
-        return self._run(self._target().delete_record(kind, key))
-
-    def enqueue(
-        self,
-        func: Callable[..., Any] | str,
-        func_args: Mapping[str, Any] | None = None,
-        *,
-        args: Sequence[Any] = (),
-        queue_name: str = "default",
-        priority: int = 0,
-        run_at: datetime | None = None,
-        run_in: timedelta | float | None = None,
-        ttl: timedelta | float | None = None,
-        result_ttl: timedelta | float | None = None,
-        max_retries: int | None = None,
-        retry_delay: timedelta | float | None = None,
-        timeout: timedelta | float | None = None,
-        depends_on: Sequence[str] | None = None,
-        key: str | None = None,
-        schedule_id: str | None = None,
-    ) -> str:
-        """Store a task and return its id (an existing live task's id when ``key`` matches)."""
-        return self._run(
-            self._target().enqueue(
-                func,
-                func_args,
-                args=args,
-                queue_name=queue_name,
-                priority=priority,
-                run_at=run_at,
-                run_in=run_in,
-                ttl=ttl,
-                result_ttl=result_ttl,
-                max_retries=max_retries,
-                retry_delay=retry_delay,
-                timeout=timeout,
-                depends_on=depends_on,
-                key=key,
-                schedule_id=schedule_id,
-            )
-        )
-
-    def enqueue_many(self, calls: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Store many tasks at once; each item holds :meth:`enqueue`'s arguments by name."""
-        return self._run(self._target().enqueue_many(calls))
-
-    def enqueue_tasks(self, tasks: Sequence[Task]) -> list[str]:
-        """Store tasks made by :meth:`build_task` in one atomic step (workflows, schedules);
-        returns their ids (a live task's id where a ``key`` matched).
-        """
-        return self._run(self._target().enqueue_tasks(tasks))
-
-    def finish(self, worker_id: str, tasks: Sequence[Task]) -> set[str]:
-        """Write the outcome of claimed tasks (status, error, run_at for a retry).
-
-        Only tasks still RUNNING under ``worker_id`` with the same attempt count are written;
-        returns the ids written. A task cancelled or re-claimed meanwhile is left alone.
-        """
-        return self._run(self._target().finish(worker_id, tasks))
-
-    def flush_events(self) -> None:
-        """Write the ENQUEUED events still buffered."""
-        return self._run(self._target().flush_events())
-
-    @classmethod
-    def from_backend(cls, backend: Backend, **options: Any) -> Self:
-        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
-        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
-        """
-        return cls._build(partial(AsyncFileTaskQueue.from_backend, backend, **options))
-
-    @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
-        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
-        return cls._build(partial(AsyncFileTaskQueue.from_config, config, **extra))
-
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
-        """Build from a YAML file holding the options (or a ``config`` section of them)."""
-        return cls._build(partial(AsyncFileTaskQueue.from_config_file, path, **extra))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
-        """Build from a dict of constructor options, validated first."""
-        return cls._build(partial(AsyncFileTaskQueue.from_dict, data, **extra))
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
-        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
-        """
-        return cls._build(partial(AsyncFileTaskQueue.from_url, url, **options))
-
-    def get_record(self, kind: str, key: str) -> tuple[int, bytes] | None:
-        """The ``(version, data)`` of a record (schedules, worker heartbeats), or None."""
-        return self._run(self._target().get_record(kind, key))
-
-    def get_task(self, task_id: str) -> Task | None:
-        """The task with that id, or None."""
-        return self._run(self._target().get_task(task_id))
-
-    def list_records(self, kind: str) -> list[tuple[str, int, bytes]]:
-        """Every record of one kind as ``(key, version, data)``, ordered by key."""
-        return self._run(self._target().list_records(kind))
-
-    def list_tasks(
-        self,
-        queue_name: str | None = None,
-        status: TaskStatus | str | None = None,
-        limit: int = 100,
-    ) -> list[Task]:
-        """Tasks, oldest first, filtered by queue and status."""
-        return self._run(self._target().list_tasks(queue_name, status, limit))
-
-    def mark_started(self, worker_id: str, tasks: Sequence[Task]) -> set[str]:
-        """Count the attempts of tasks claimed ahead that now start: each task carries its new
-        ``attempts`` (one more than claimed) and ``started_at``. Written only where the task is
-        still RUNNING under ``worker_id``, claimed ahead (no ``started_at``) with one attempt
-        fewer; returns the ids written.
-        """
-        return self._run(self._target().mark_started(worker_id, tasks))
-
-    def purge(self, queue_name: str | None = None) -> int:
-        """Delete every task that is not running (of one queue, or all); returns how many."""
-        return self._run(self._target().purge(queue_name))
-
-    def put_record(self, kind: str, key: str, data: bytes) -> int:
-        """Store a record whatever its version; returns the new version."""
-        return self._run(self._target().put_record(kind, key, data))
-
-    def record_outcomes(
-        self,
-        worker_id: str,
-        tasks: Sequence[Task],
-        results: Sequence[tuple[TaskResult, bytes]],
-        result_store: AsyncResultStorage,
-    ) -> set[str]:
-        """Store ``results`` (each with its stored form, from ``result_store.encode``) in
-        ``result_store`` and write the outcome of ``tasks`` (as :meth:`finish`) in one
-        transaction; only for a result storage in this queue's database (the same
-        :attr:`database`). Returns the ids of the outcomes written.
-        """
-        return self._run(self._target().record_outcomes(worker_id, tasks, results, result_store))
-
-    def release_if_ready(self, tasks: Sequence[Task]) -> list[str]:
-        """Move WAITING tasks whose dependencies all succeeded to PENDING; returns their ids.
-
-        Dependencies that failed are left to the dependency resolver of the workers (it records
-        the cancellation's result and event).
-        """
-        return self._run(self._target().release_if_ready(tasks))
-
-    def renew(self, worker_id: str, task_ids: Sequence[str], lease_timeout: float) -> set[str]:
-        """Extend the leases of tasks ``worker_id`` holds; returns the ids it still holds."""
-        return self._run(self._target().renew(worker_id, task_ids, lease_timeout))
-
-    def requeue(self, task_id: str) -> bool:
-        """Put a FAILED, CANCELLED or EXPIRED task back to PENDING with fresh attempts."""
-        return self._run(self._target().requeue(task_id))
-
-    def swap_record(self, kind: str, key: str, data: bytes, version: int) -> int | None:
-        """Store a record only if its stored version is ``version`` (0: only if absent).
-
-        Returns the new version, or None when another writer got there first: the
-        compare-and-set that schedules use to fire each run exactly once.
-        """
-        return self._run(self._target().swap_record(kind, key, data, version))
-
-    def transition(
-        self, task_id: str, from_statuses: Sequence[TaskStatus], **changes: Any
-    ) -> Task | None:
-        """Low-level: apply ``changes`` if the task's status is one of ``from_statuses``
-        (compare-and-set); the new task, or None. Used by dependencies and maintenance.
-        """
-        return self._run(self._target().transition(task_id, from_statuses, **changes))
-
-    def use_event_store(self, event_store: Any, *, owned: bool = False) -> None:
-        """Record an ENQUEUED event in ``event_store`` (either twin) for every task stored from
-        now on, unless this queue records them somewhere already; ``owned``: close it with
-        this queue.
-        """
-        return self._target().use_event_store(event_store, owned=owned)
 
     def wait_for_tasks(self, timeout: float, queues: Sequence[str] | None = None) -> None:
         """Return when a task may have become claimable in ``queues`` (default: any), or after
@@ -348,12 +59,8 @@ class FileTaskQueue(SyncTwin[AsyncFileTaskQueue], twin=AsyncFileTaskQueue):
         return self._run(self._target().wait_for_tasks(timeout, queues))
 
 
-class FileResultStorage(SyncTwin[AsyncFileResultStorage], twin=AsyncFileResultStorage):
+class FileResultStorage(ResultStorageTwin[AsyncFileResultStorage], twin=AsyncFileResultStorage):
     """Sync twin of :class:`AsyncFileResultStorage`: the same members, blocking."""
-
-    project_name: str
-    serializer: Serializer
-    settings: Settings
 
     def __init__(
         self,
@@ -373,95 +80,11 @@ class FileResultStorage(SyncTwin[AsyncFileResultStorage], twin=AsyncFileResultSt
             )
         )
 
-    def cleanup_expired(self) -> int:
-        """Delete results past their expiry; returns how many."""
-        return self._run(self._target().cleanup_expired())
-
-    def close(self) -> None:
-        """Release connections and files."""
-        return self._run(self._target().close())
-
     config_class = AsyncFileResultStorage.config_class
 
-    @property
-    def database(self) -> Hashable | None:
-        """The database these results live in, as an opaque identity: a task queue reporting
-        the same writes results and task outcomes in one transaction. None (the default): no
-        task queue shares this storage's transactions.
-        """
-        return self._target().database
 
-    def delete(self, task_id: str) -> bool:
-        """Remove a result; True if there was one."""
-        return self._run(self._target().delete(task_id))
-
-    def encode(self, result: TaskResult) -> bytes:
-        """A result's stored form, sealed for its task with a secret key
-        (``SerializationError`` if its value cannot be encoded).
-        """
-        return self._target().encode(result)
-
-    def encode_many(self, results: Sequence[TaskResult]) -> list[tuple[TaskResult, bytes]]:
-        """Each result with its stored form."""
-        return self._target().encode_many(results)
-
-    @classmethod
-    def from_backend(cls, backend: Backend, **options: Any) -> Self:
-        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
-        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
-        """
-        return cls._build(partial(AsyncFileResultStorage.from_backend, backend, **options))
-
-    @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
-        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
-        return cls._build(partial(AsyncFileResultStorage.from_config, config, **extra))
-
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
-        """Build from a YAML file holding the options (or a ``config`` section of them)."""
-        return cls._build(partial(AsyncFileResultStorage.from_config_file, path, **extra))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
-        """Build from a dict of constructor options, validated first."""
-        return cls._build(partial(AsyncFileResultStorage.from_dict, data, **extra))
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
-        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
-        """
-        return cls._build(partial(AsyncFileResultStorage.from_url, url, **options))
-
-    def get(
-        self, task_id: str, wait: bool = False, timeout: float | None = None
-    ) -> TaskResult | None:
-        """The result of a task; with ``wait``, block until it exists (``TimeoutError`` after
-        ``timeout`` seconds).
-        """
-        return self._run(self._target().get(task_id, wait, timeout))
-
-    def put(self, result: TaskResult) -> None:
-        """Store (or replace) a result."""
-        return self._run(self._target().put(result))
-
-    def put_encoded(self, encoded: Sequence[tuple[TaskResult, bytes]]) -> None:
-        """Store results already paired with their stored form by :meth:`encode` (workers
-        encode each result apart, so that one that cannot be encoded fails only its task).
-        """
-        return self._run(self._target().put_encoded(encoded))
-
-    def put_many(self, results: Sequence[TaskResult]) -> None:
-        """Store several results in one step where the backend allows."""
-        return self._run(self._target().put_many(results))
-
-
-class FileEventStorage(SyncTwin[AsyncFileEventStorage], twin=AsyncFileEventStorage):
+class FileEventStorage(EventStorageTwin[AsyncFileEventStorage], twin=AsyncFileEventStorage):
     """Sync twin of :class:`AsyncFileEventStorage`: the same members, blocking."""
-
-    project_name: str
-    settings: Settings
 
     def __init__(
         self,
@@ -476,60 +99,4 @@ class FileEventStorage(SyncTwin[AsyncFileEventStorage], twin=AsyncFileEventStora
             )
         )
 
-    def close(self) -> None:
-        """Release connections and files."""
-        return self._run(self._target().close())
-
     config_class = AsyncFileEventStorage.config_class
-
-    def delete_before(self, before: datetime) -> int:
-        """Delete events older than ``before``; returns how many."""
-        return self._run(self._target().delete_before(before))
-
-    @classmethod
-    def from_backend(cls, backend: Backend, **options: Any) -> Self:
-        """This component of ``backend``, ``options`` overriding the backend's (a task queue:
-        ``queues=[...]``; ``event_store=None`` records no ENQUEUED events).
-        """
-        return cls._build(partial(AsyncFileEventStorage.from_backend, backend, **options))
-
-    @classmethod
-    def from_config(cls, config: msgspec.Struct, **extra: Any) -> Self:
-        """Build from a config struct (``extra``: keywords outside it, such as ``settings``)."""
-        return cls._build(partial(AsyncFileEventStorage.from_config, config, **extra))
-
-    @classmethod
-    def from_config_file(cls, path: str | os.PathLike[str], **extra: Any) -> Self:
-        """Build from a YAML file holding the options (or a ``config`` section of them)."""
-        return cls._build(partial(AsyncFileEventStorage.from_config_file, path, **extra))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **extra: Any) -> Self:
-        """Build from a dict of constructor options, validated first."""
-        return cls._build(partial(AsyncFileEventStorage.from_dict, data, **extra))
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> Self:
-        """Build from a storage URL (``sqlite:///omniq.db``, ``redis://...``; see
-        :mod:`omniq.urls`), ``options`` adding to or overriding what the URL gives.
-        """
-        return cls._build(partial(AsyncFileEventStorage.from_url, url, **options))
-
-    def get_events(
-        self,
-        task_id: str | None = None,
-        event_type: EventType | str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 1000,
-    ) -> list[TaskEvent]:
-        """Events in the order they happened, filtered."""
-        return self._run(self._target().get_events(task_id, event_type, since, until, limit))
-
-    def log(self, event: TaskEvent) -> None:
-        """Store one event."""
-        return self._run(self._target().log(event))
-
-    def log_many(self, events: Sequence[TaskEvent]) -> None:
-        """Store events in one step where the backend allows."""
-        return self._run(self._target().log_many(events))
