@@ -74,9 +74,9 @@ class SQLiteTaskQueue(TaskQueueTwin[AsyncSQLiteTaskQueue], twin=AsyncSQLiteTaskQ
         """Return when a task may have become available, or after ``timeout`` seconds.
 
         Writers in this process wake the waiter at once. Commits by other processes are seen by
-        polling ``PRAGMA data_version`` every 25 ms; after one, a quick indexed look decides
-        whether a task is due in ``queues`` (default: those of the last claim). The waiter also
-        returns when the next delayed task or lease comes due.
+        this process's watcher of the file within ~2 ms (:mod:`.watch`); after one, a quick
+        indexed look decides whether a task is due in ``queues`` (default: those of the last
+        claim). The waiter also returns when the next delayed task or lease comes due.
         """
         return self._run(self._target().wait_for_tasks(timeout, queues))
 
