@@ -34,14 +34,14 @@ from bench_timing import (  # noqa: E402
     thread_drain_rate,
 )
 
+from omniq.backends.postgres._twins import PostgresResultStorage, PostgresTaskQueue  # noqa: E402
 from omniq.backends.postgres.connection import SERVER_SETTINGS  # noqa: E402
 from omniq.backends.postgres.queue import (  # noqa: E402
     AsyncPostgresTaskQueue,
-    PostgresTaskQueue,
     _claim_sql,
 )
 from omniq.backends.postgres.sql import QUERIES  # noqa: E402
-from omniq.backends.postgres.storage import AsyncPostgresResultStorage, PostgresResultStorage  # noqa: E402
+from omniq.backends.postgres.storage import AsyncPostgresResultStorage  # noqa: E402
 from omniq.models import utcnow  # noqa: E402
 from omniq.workers import AsyncWorker, ThreadPoolWorker  # noqa: E402
 

@@ -94,11 +94,11 @@ def sqlite_corrupter(db_path: str) -> Corrupt:
     return corrupt
 
 
-def file_corrupter(base_dir: str) -> Corrupt:
+def file_corrupter(base_dir: str, storage_options: dict[str, Any] | None = None) -> Corrupt:
     """A rewrite of the task's file with one field of the task changed."""
 
     async def corrupt(project: str, task: Any, name: str) -> None:
-        fs, root = fsspec.core.url_to_fs(base_dir)
+        fs, root = fsspec.core.url_to_fs(base_dir, **(storage_options or {}))
         found = [p for p in fs.find(f"{root}/{project}") if p.endswith(f".{task.id}")]
         assert len(found) == 1, f"task file of {task.id}: {found}"
         seq, task = msgspec.msgpack.decode(fs.cat_file(found[0]))

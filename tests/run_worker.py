@@ -32,8 +32,10 @@ async def main(
     short_task: float | None = None,
 ) -> None:
     if short_task is not None:
-        # The mean run time under which the worker claims ahead (tests that need it to).
+        # The mean run time under which the worker claims ahead (tests that need it to), and a
+        # horizon long enough that it claims as far ahead as allowed however slow the machine.
         claiming._SHORT_TASK = short_task
+        claiming._AHEAD_HORIZON = short_task
     args = spec["args"]
     worker_class = AsyncWorker if worker_type == "async" else AsyncThreadPoolWorker
     worker = worker_class(

@@ -17,12 +17,11 @@ from conftest import modes_under
 
 from omniq.backends.file import TaskDir, open_store
 from omniq.backends.file import layout as L
-from omniq.backends.file.queue import AsyncFileTaskQueue, FileTaskQueue
+from omniq.backends.file._twins import FileEventStorage, FileResultStorage, FileTaskQueue
+from omniq.backends.file.queue import AsyncFileTaskQueue
 from omniq.backends.file.storage import (
     AsyncFileEventStorage,
     AsyncFileResultStorage,
-    FileEventStorage,
-    FileResultStorage,
 )
 from omniq.errors import ConfigError, MissingDependencyError, SerializationError, StorageError
 from omniq.models import (

@@ -15,9 +15,10 @@ from conftest import wait_until
 from servers.nats import NATSServer
 
 from omniq.backends.nats import TASKS_BUCKET, acquire, bucket_stream, records, waiting
+from omniq.backends.nats._twins import NATSResultStorage, NATSTaskQueue
 from omniq.backends.nats.layout import KEYS_BUCKET, RECORDS_BUCKET, RESULTS_BUCKET
-from omniq.backends.nats.queue import AsyncNATSTaskQueue, NATSTaskQueue, NATSTaskQueueConfig
-from omniq.backends.nats.storage import AsyncNATSResultStorage, NATSResultStorage
+from omniq.backends.nats.queue import AsyncNATSTaskQueue, NATSTaskQueueConfig
+from omniq.backends.nats.storage import AsyncNATSResultStorage
 from omniq.errors import ConfigError, StorageError
 from omniq.models import Task, TaskResult, TaskStatus, utcnow
 from omniq.workers import AsyncWorker

@@ -21,10 +21,10 @@ import taskfns
 from conftest import TESTS_DIR, wait_until
 from servers.postgres import PostgresServer, postgres_server_fixture  # noqa: F401 (fixture)
 
+from omniq.backends.postgres._twins import PostgresResultStorage, PostgresTaskQueue
 from omniq.backends.postgres.connection import SERVER_SETTINGS
 from omniq.backends.postgres.queue import (
     AsyncPostgresTaskQueue,
-    PostgresTaskQueue,
     PostgresTaskQueueConfig,
     _claim_sql,
 )
@@ -32,7 +32,6 @@ from omniq.backends.postgres.sql import MIGRATIONS, QUERIES, SCHEMA, SCHEMA_VERS
 from omniq.backends.postgres.storage import (
     AsyncPostgresEventStorage,
     AsyncPostgresResultStorage,
-    PostgresResultStorage,
     PostgresResultStorageConfig,
 )
 from omniq.errors import ConfigError, StorageError
@@ -138,7 +137,7 @@ async def test_concurrent_starters_upgrade_a_version_1_database(fresh_dsn: str) 
         version = await conn.fetchval("SELECT value FROM omniq_meta WHERE name = 'schema_version'")
     finally:
         await conn.close()
-    assert version == str(SCHEMA_VERSION) == "2"
+    assert version == str(SCHEMA_VERSION) == "3"
 
 
 async def test_a_newer_schema_is_refused(fresh_dsn: str) -> None:
@@ -394,34 +393,82 @@ async def test_mark_started_looks_up_each_row_by_key(
     queue: AsyncPostgresTaskQueue, dsn: str, project: str
 ) -> None:
     """Counting the starts of tasks claimed ahead locks each row by its primary key and
-    updates it by address, on a young table (no statistics) and a large analyzed one."""
+    updates it by address, on a young table (no statistics) and a large analyzed one (the
+    plans of omniq_mark_started's statements, as auto_explain reports them)."""
     conn = await _raw(dsn)
-    plans = []
+    plans: list[str] = []
+    conn.add_log_listener(lambda _conn, message: plans.append(message.message))
     try:
+        await conn.execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+            " SET auto_explain.log_nested_statements = on; SET auto_explain.log_analyze = on;"
+            " SET client_min_messages = log"
+        )
         for size in (8, 3000):
             await queue.enqueue_many([{"func": taskfns.noop} for _ in range(size)])
             if size > 8:
                 await conn.execute("ANALYZE omniq_tasks")
             ahead = await queue.claim("w", limit=8, start=0)
-            transaction = conn.transaction()
-            await transaction.start()
-            try:  # EXPLAIN ANALYZE writes for real: roll it back
-                lines = await conn.fetch(
-                    "EXPLAIN (ANALYZE, COSTS OFF) " + QUERIES["mark_started"],
-                    project,
-                    "w",
-                    sorted(t.id for t in ahead),
-                    [1] * len(ahead),
-                    [utcnow()] * len(ahead),
-                )
-            finally:
-                await transaction.rollback()
-            plans.append("\n".join(line[0] for line in lines))
+            plans.clear()
+            written = await conn.fetch(
+                QUERIES["mark_started"],
+                project,
+                "w",
+                sorted(t.id for t in ahead),
+                [1] * len(ahead),
+                [utcnow()] * len(ahead),
+            )
+            assert len(written) == 8
+            await asyncio.sleep(0.1)  # the log messages come before the reply; to be sure
+            lock = [p for p in plans if "FOR UPDATE" in p and "LockRows" in p]
+            update = [p for p in plans if "Update on omniq_tasks" in p]
+            assert len(lock) == 1 and len(update) == 1, plans
+            assert "Seq Scan" not in lock[0] and "omniq_tasks_pkey" in lock[0], lock[0]
+            assert "rows=8 loops=1" in update[0], update[0]
+            assert "Seq Scan" not in update[0] and "Tid Scan" in update[0], update[0]
     finally:
         await conn.close()
-    for plan in plans:
-        assert "Seq Scan" not in plan and "Tid Scan" in plan, plan
-        assert "omniq_tasks_pkey" in plan, plan
+
+
+async def test_mark_started_lands_on_a_row_renewed_while_it_waited(
+    queue: AsyncPostgresTaskQueue, dsn: str, project: str
+) -> None:
+    """A start mark that waits for the row lock of a lease renewal (the worker's renew loop runs
+    beside its flush loop) is written on the renewed row, and the task's outcome then lands.
+    Before: the mark found the renewed row by its address but could not see it from its
+    statement's snapshot, wrote nothing, the outcome was refused for its attempt count, and the
+    task ran again once its lease lapsed (tasks run twice in the four-process test)."""
+    await queue.enqueue(taskfns.noop)
+    [task] = await queue.claim("w", limit=1, start=0, lease_timeout=30)
+    assert task.attempts == 0 and task.started_at is None
+    started = task.evolve(attempts=1, started_at=utcnow())
+    renewal = await _raw(dsn)
+    watcher = await _raw(dsn)
+    try:
+        transaction = renewal.transaction()
+        await transaction.start()
+        lease = utcnow() + timedelta(seconds=30)
+        assert await renewal.fetch(QUERIES["renew"], project, "w", [task.id], lease)
+        mark = asyncio.ensure_future(queue.mark_started("w", [started]))
+
+        async def mark_waits_for_the_lock() -> bool:
+            return bool(
+                await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))",
+                    renewal.get_server_pid(),
+                )
+            )
+
+        await wait_until(mark_waits_for_the_lock, timeout=10)
+        await transaction.commit()
+        assert await asyncio.wait_for(mark, 10) == {task.id}
+    finally:
+        await renewal.close()
+        await watcher.close()
+    stored = await queue.get_task(task.id)
+    assert stored is not None and stored.attempts == 1 and stored.started_at is not None
+    done = started.evolve(status=TaskStatus.SUCCESS, finished_at=utcnow())
+    assert await queue.finish("w", [done]) == {task.id}
 
 
 async def test_requeue_refuses_to_revive_a_key_held_by_a_live_task(

@@ -16,13 +16,13 @@ import taskfns
 from conftest import wait_until
 from servers.redis import RedisServer, redis_server
 
+from omniq.backends.redis._twins import RedisResultStorage, RedisTaskQueue
 from omniq.backends.redis.client import load_script
 from omniq.backends.redis.keys import prefix
-from omniq.backends.redis.queue import AsyncRedisTaskQueue, RedisTaskQueue, RedisTaskQueueConfig
+from omniq.backends.redis.queue import AsyncRedisTaskQueue, RedisTaskQueueConfig
 from omniq.backends.redis.storage import (
     INLINE_RESULT_BYTES,
     AsyncRedisResultStorage,
-    RedisResultStorage,
     RedisResultStorageConfig,
 )
 from omniq.backends.sqlite.storage import AsyncSQLiteEventStorage

@@ -20,13 +20,12 @@ import pytest
 from conftest import modes_under
 
 from omniq.backends.sqlite import connection
-from omniq.backends.sqlite.queue import AsyncSQLiteTaskQueue, SQLiteTaskQueue
+from omniq.backends.sqlite._twins import SQLiteEventStorage, SQLiteResultStorage, SQLiteTaskQueue
+from omniq.backends.sqlite.queue import AsyncSQLiteTaskQueue
 from omniq.backends.sqlite.sql import QUERIES, SCHEMA_VERSION
 from omniq.backends.sqlite.storage import (
     AsyncSQLiteEventStorage,
     AsyncSQLiteResultStorage,
-    SQLiteEventStorage,
-    SQLiteResultStorage,
 )
 from omniq.config import Settings
 from omniq.errors import ConfigError, SerializationError, StorageError

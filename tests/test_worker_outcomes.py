@@ -70,6 +70,41 @@ async def test_an_outage_turns_no_outcome_into_a_failure() -> None:
     assert [r.unwrap() for r in found] == [i + 1 for i in range(6)]
 
 
+class _LosingMarks(AsyncMemoryTaskQueue):
+    """Writes no start mark (as the PostgreSQL mark did when a renewal held its row)."""
+
+    async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
+        return []
+
+
+async def test_a_start_or_an_outcome_the_queue_refuses_is_said_aloud(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The queue's compare-and-set refusing a start mark or an outcome is right where the task
+    is no longer the worker's, but never silent: a refused outcome leaves its task to run again
+    once its lease lapses."""
+    queue = _LosingMarks()
+    ids = [await queue.enqueue(taskfns.add, args=(i, 1)) for i in range(40)]
+    worker = AsyncThreadPoolWorker(queue=queue, max_workers=1, poll_interval=0.05)
+    with caplog.at_level("WARNING", logger="omniq.worker"):
+        async with worker:
+
+            async def all_ran() -> bool:
+                return (
+                    await queue.count(status=TaskStatus.RUNNING)
+                    + await queue.count(status=TaskStatus.SUCCESS)
+                    == len(ids)
+                    and not worker._recorder.pending
+                )
+
+            await wait_until(all_ran)
+    unmarked = [r for r in caplog.records if "was not recorded" in r.getMessage()]
+    unwritten = [r for r in caplog.records if "was not written" in r.getMessage()]
+    assert unmarked and unwritten  # claimed ahead once the first task ran: marks were lost
+    stuck = {t.id for t in await queue.list_tasks(status=TaskStatus.RUNNING, limit=100)}
+    assert stuck == {i for i in ids if any(i in r.getMessage() for r in unwritten)}
+
+
 async def test_a_stored_row_with_a_non_integer_max_retries_fails_alone() -> None:
     queue, results = AsyncMemoryTaskQueue(), AsyncMemoryResultStorage()
     now = utcnow()

@@ -1,5 +1,6 @@
 """OmniQ: a fast, embeddable task queue with interchangeable backends."""
 
+from omniq._twins import OmniQ
 from omniq.context import TaskContext, current_task
 from omniq.errors import (
     ConfigError,
@@ -10,7 +11,7 @@ from omniq.errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from omniq.facade import AsyncOmniQ, OmniQ
+from omniq.facade import AsyncOmniQ
 from omniq.factories import EventStore, ResultStore, TaskQueue
 from omniq.models import EventType, Task, TaskError, TaskEvent, TaskResult, TaskStatus
 from omniq.task_function import TaskFunction

@@ -124,7 +124,7 @@ def validate_options(cls: type, data: Mapping[str, Any], *, where: str) -> dict[
     return options
 
 
-def _allowed_keywords(cls: type) -> set[str]:
+def _allowed_keywords(cls: type[Any]) -> set[str]:
     config_class = getattr(cls, "config_class", None)
     names = set(config_class.__struct_fields__) if config_class is not None else set()
     for name, param in inspect.signature(cls.__init__).parameters.items():

@@ -1,8 +1,8 @@
 """In-process wake-ups that work across threads and event loops.
 
 Backends that live in this process (memory, and SQLite/file when the writer is in the same
-process) use these to wake idle workers and result waiters at once; other processes fall back to
-polling.
+process) use these to wake idle workers and result waiters at once; SQLite's watcher
+(``omniq.backends.sqlite.watch``) notifies them of other processes' commits too.
 """
 
 from __future__ import annotations
@@ -40,6 +40,15 @@ class Signal:
     async def wait(self, future: asyncio.Future[None], timeout: float | None) -> bool:
         """Wait for a subscribed future; False on timeout."""
         return await wait_within(future, timeout)
+
+    def waited(self) -> list[Hashable]:
+        """The keys someone waits for now (on a loop still open)."""
+        with self._lock:
+            return [
+                key
+                for key, entries in self._waiters.items()
+                if any(not loop.is_closed() for loop, _ in entries)
+            ]
 
     def notify(self, keys: Iterable[Hashable] | None = None) -> None:
         with self._lock:

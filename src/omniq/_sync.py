@@ -2,27 +2,29 @@
 
 Each process has one :class:`LoopThread`: an event loop in a daemon thread. A sync twin creates
 its async object on that loop and sends every call there with ``run_coroutine_threadsafe`` (one
-thread hop per call). Methods, signatures and docstrings are derived from the async class, never
-re-typed. After ``fork`` the child gets a fresh loop thread and each twin re-creates its async
-object from the arguments it was built with.
+thread hop per call). The sync classes are real classes that ``scripts/generate_sync_twins.py``
+writes from the async ones (methods, signatures, docstrings; never re-typed by hand), so type
+checkers see them. After ``fork`` the child gets a fresh loop thread and each twin re-creates
+its async object from the arguments it was built with.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
+import importlib
 import inspect
 import os
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from omniq.errors import LoopThreadError
 
-__all__ = ["AsyncProxy", "LoopThread", "SyncTwin", "as_async", "portal"]
+__all__ = ["AsyncProxy", "LoopThread", "SyncTwin", "as_async", "portal", "twin_of"]
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class LoopThread:
@@ -108,133 +110,108 @@ def portal() -> LoopThread:
     return _portal
 
 
-_TWINS: dict[type, type[SyncTwin]] = {}
+_TWINS: dict[type, type[SyncTwin[Any]]] = {}
+_SEARCHED: set[type] = set()  # classes whose package's twins were imported already
 
 
-class SyncTwin:
-    """Base of the sync classes; ``class X(SyncTwin, twin=AsyncX)`` derives every method."""
+class SyncTwin(Generic[A]):
+    """Base of the sync classes, which ``scripts/generate_sync_twins.py`` writes from their async
+    twins: ``class X(SyncTwin[AsyncX], twin=AsyncX)`` with one blocking method per async one, each
+    sending its call to the loop thread through :meth:`_run`. A contract's members are generated
+    once, in a generic base twin (``TaskQueueTwin[A]``, without ``twin=``) that the twins of its
+    implementations subclass."""
 
-    _async_class: ClassVar[type]
-    _async: Any
-    _factory: Callable[[], Any]
+    _async_class: ClassVar[type[Any]]
+    _async: A
+    _factory: Callable[[], A]
     _pid: int
 
     def __init_subclass__(cls, twin: type | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if twin is None:
-            return
-        cls._async_class = twin
-        _TWINS[twin] = cls
-        if "__doc__" not in cls.__dict__ or cls.__doc__ is None:
-            cls.__doc__ = twin.__doc__
-        for name in dir(twin):
-            if name.startswith("_") or name in cls.__dict__:
-                continue
-            raw = inspect.getattr_static(twin, name)
-            if isinstance(raw, classmethod):
-                setattr(cls, name, _sync_classmethod(twin, name))
-            elif isinstance(raw, staticmethod):
-                setattr(cls, name, raw)
-            elif inspect.iscoroutinefunction(raw):
-                setattr(cls, name, _sync_method(raw))
-            elif isinstance(raw, property):
-                setattr(cls, name, _forward_property(name, raw))
-            elif callable(raw):
-                setattr(cls, name, _forward_method(raw))
-        init = _sync_init(twin)
-        cls.__init__ = init  # type: ignore[method-assign]
+        if twin is not None:
+            cls._async_class = twin
+            _TWINS[twin] = cls
 
-    def _target(self) -> Any:
+    def _construct(self, factory: Callable[[], A]) -> None:
+        """Create the async object on the loop thread (and again in a forked child)."""
+        self._factory = factory
+        self._pid = os.getpid()
+        self._async = _portal.call(factory)
+
+    def _target(self) -> A:
         """The async object, re-created in a child process after fork."""
         if self._pid != os.getpid():
             self._async = _portal.call(self._factory)
             self._pid = os.getpid()
         return self._async
 
+    @staticmethod
+    def _run(coro: Coroutine[Any, Any, T]) -> T:
+        return _portal.run(coro)
+
     @classmethod
-    def _wrap(cls, async_obj: Any, factory: Callable[[], Any]) -> Any:
+    def _build(cls, factory: Callable[[], Any]) -> Self:
+        """A classmethod's result: its async object wrapped in this twin, anything else as is."""
+        result = _portal.call(factory)
+        if isinstance(result, cls._async_class):
+            return cls._wrap(result, factory)
+        return result  # type: ignore[no-any-return]
+
+    @classmethod
+    def _wrap(cls, async_obj: Any, factory: Callable[[], Any]) -> Self:
         self = cls.__new__(cls)
         self._async, self._factory, self._pid = async_obj, factory, os.getpid()
         return self
 
-    def __getattr__(self, name: str) -> Any:
-        # Instance attributes of the async object (project_name, settings, ...), read-only; an
-        # async component held by it (a facade's task_queue, say) is handed out as its twin.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        value = getattr(self._target(), name)
-        twin = _TWINS.get(type(value))
-        if twin is not None:
-            return twin._wrap(value, lambda: value)
-        return value
+    if not TYPE_CHECKING:
+        # Hidden from type checkers, so a typo is reported: the generated classes declare the
+        # async object's public attributes.
 
-    def __enter__(self) -> Any:
-        _portal.run(self._target().__aenter__())
+        def __getattr__(self, name: str) -> Any:
+            # Instance attributes of the async object (project_name, settings, ...), read-only;
+            # an async component held by it (a facade's task_queue, say) is handed out as its
+            # twin.
+            if name.startswith("_"):
+                raise AttributeError(name)
+            value = getattr(self._target(), name)
+            twin = twin_of(type(value))
+            if twin is not None:
+                return twin._wrap(value, lambda: value)
+            return value
+
+    def __enter__(self) -> Self:
+        _portal.run(self._target().__aenter__())  # type: ignore[attr-defined]
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        _portal.run(self._target().__aexit__(*exc_info))
+    def __exit__(self, *exc_info: object) -> None:
+        _portal.run(self._target().__aexit__(*exc_info))  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._async!r}>"
 
 
-def _sync_init(twin: type) -> Callable[..., None]:
-    def __init__(self: SyncTwin, *args: Any, **kwargs: Any) -> None:
-        self._factory = functools.partial(twin, *args, **kwargs)
-        self._pid = os.getpid()
-        self._async = _portal.call(self._factory)
-
-    __init__.__signature__ = inspect.signature(twin.__init__)  # type: ignore[attr-defined]
-    __init__.__doc__ = twin.__init__.__doc__
-    return __init__
-
-
-def _sync_method(async_method: Callable[..., Any]) -> Callable[..., Any]:
-    name = async_method.__name__
-
-    @functools.wraps(async_method)
-    def method(self: SyncTwin, *args: Any, **kwargs: Any) -> Any:
-        return _portal.run(getattr(self._target(), name)(*args, **kwargs))
-
-    return method
-
-
-def _forward_method(plain: Callable[..., Any]) -> Callable[..., Any]:
-    name = plain.__name__
-
-    @functools.wraps(plain)
-    def method(self: SyncTwin, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self._target(), name)(*args, **kwargs)
-
-    return method
-
-
-def _forward_property(name: str, prop: property) -> property:
-    def getter(self: SyncTwin) -> Any:
-        return getattr(self._target(), name)
-
-    return property(getter, doc=prop.__doc__)
-
-
-def _sync_classmethod(twin: type, name: str) -> classmethod:  # type: ignore[type-arg]
-    func = getattr(twin, name)
-
-    @functools.wraps(func)
-    def method(cls: type[SyncTwin], *args: Any, **kwargs: Any) -> Any:
-        factory = functools.partial(func, *args, **kwargs)
-        result = _portal.call(factory)
-        if isinstance(result, twin):
-            return cls._wrap(result, factory)
-        return result
-
-    return classmethod(method)
+def twin_of(async_cls: type) -> type[SyncTwin[Any]] | None:
+    """The sync twin of an async class: generated in its package's ``_twins`` module (imported
+    here on first use) or, for a plugin's class, declared wherever it is imported."""
+    twin = _TWINS.get(async_cls)
+    if twin is None and async_cls not in _SEARCHED:
+        _SEARCHED.add(async_cls)
+        package = async_cls.__module__.rpartition(".")[0]
+        generated = f"{package}._twins"
+        try:
+            if package:
+                importlib.import_module(generated)
+        except ModuleNotFoundError as exc:
+            if exc.name != generated:
+                raise
+        twin = _TWINS.get(async_cls)
+    return twin
 
 
 class AsyncProxy:
     """Lets async code on another loop use a sync twin: each call hops to the twin's loop."""
 
-    def __init__(self, twin: SyncTwin) -> None:
+    def __init__(self, twin: SyncTwin[Any]) -> None:
         self._twin = twin
 
     def __getattr__(self, name: str) -> Any:

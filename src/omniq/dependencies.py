@@ -47,6 +47,7 @@ class DependencyResolver:
     async def resolve(self) -> int:
         """One pass over (up to ``batch``) waiting tasks, repeated while cancellations cascade;
         returns how many tasks were still waiting at the end of the last pass."""
+        waiting: list[Task] = []
         for _ in range(20):  # bounded: a deeper cascade continues on the next call
             waiting = await self.queue.list_tasks(status=TaskStatus.WAITING, limit=self.batch)
             if not waiting:
@@ -74,7 +75,8 @@ class DependencyResolver:
                 None,
             )
             if broken is not None:
-                why = "is gone" if status[broken] is None else f"ended {status[broken].value}"
+                state = status[broken]
+                why = "is gone" if state is None else f"ended {state.value}"
                 if await self._cancel(task, f"dependency {broken} {why}"):
                     cancelled += 1
             elif all(s is TaskStatus.SUCCESS for s in states):

@@ -16,7 +16,7 @@ OmniQError
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from omniq.models import TaskError
@@ -89,7 +89,7 @@ class LoopThreadError(OmniQError, RuntimeError):
     """A sync OmniQ method was called from inside OmniQ's own event-loop thread."""
 
 
-def require(module: str, extra: str):
+def require(module: str, extra: str) -> Any:
     """Import an optional dependency, naming the extra that provides it when it is missing."""
     import importlib
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import msgspec
 
 from omniq._configurable import _allowed_keywords, load_yaml, validate_options
 from omniq._redact import redact
-from omniq._sync import SyncTwin, as_async
+from omniq._sync import as_async
 from omniq.backend.base import Backend, component_class
 from omniq.config import Settings, get_settings
 from omniq.errors import ConfigError, TaskCancelledError
@@ -29,8 +29,10 @@ from omniq.models import (
     TaskStatus,
 )
 from omniq.outcomes import ending
+from omniq.queue.base import AsyncTaskQueue
 from omniq.registry import worker_class
 from omniq.scheduling import AsyncScheduler
+from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 from omniq.task_function import TaskFunction
 from omniq.urls import parse_url
 from omniq.workers import BaseWorker
@@ -38,7 +40,10 @@ from omniq.workers._events import EventBuffer
 from omniq.workers.heartbeat import WorkerInfo, list_workers
 from omniq.workflows import Node, build_workflow
 
-__all__ = ["AsyncOmniQ", "OmniQ"]
+__all__ = ["AsyncOmniQ", "SyncTask"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _default_components(
@@ -93,9 +98,11 @@ class AsyncOmniQ:
             result_store = results if result_store is None else result_store
             event_store = events if event_store is None else event_store
             task_queue = queue
-        self.task_queue = as_async(task_queue)
-        self.result_store = as_async(result_store) if result_store else None
-        self.event_store = as_async(event_store) if event_store else None
+        self.task_queue: AsyncTaskQueue = as_async(task_queue)
+        self.result_store: AsyncResultStorage | None = (
+            as_async(result_store) if result_store else None
+        )
+        self.event_store: AsyncEventStorage | None = as_async(event_store) if event_store else None
         worker = worker or self.settings.DEFAULT_WORKER
         if isinstance(worker, str):
             worker = worker_class(worker, field="worker")
@@ -203,11 +210,40 @@ class AsyncOmniQ:
         self,
         func: Callable[..., Any] | str,
         func_args: Mapping[str, Any] | None = None,
-        **options: Any,
+        *,
+        args: Sequence[Any] = (),
+        queue_name: str = "default",
+        priority: int = 0,
+        run_at: datetime | None = None,
+        run_in: timedelta | float | None = None,
+        ttl: timedelta | float | None = None,
+        result_ttl: timedelta | float | None = None,
+        max_retries: int | None = None,
+        retry_delay: timedelta | float | None = None,
+        timeout: timedelta | float | None = None,
+        depends_on: Sequence[str] | None = None,
+        key: str | None = None,
+        schedule_id: str | None = None,
     ) -> str:
         """Queue a call of ``func``; options as ``AsyncTaskQueue.enqueue``. Returns the task id."""
-        task_id = await self.task_queue.enqueue(func, func_args, **options)
-        if options.get("depends_on") and self.worker is not None:
+        task_id: str = await self.task_queue.enqueue(
+            func,
+            func_args,
+            args=args,
+            queue_name=queue_name,
+            priority=priority,
+            run_at=run_at,
+            run_in=run_in,
+            ttl=ttl,
+            result_ttl=result_ttl,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            depends_on=depends_on,
+            key=key,
+            schedule_id=schedule_id,
+        )
+        if depends_on and self.worker is not None:
             self.worker.watch_dependencies()
         return task_id
 
@@ -228,11 +264,15 @@ class AsyncOmniQ:
             self.worker.watch_dependencies()
         return final_id
 
+    @overload
+    def task(self, func: Callable[P, R]) -> TaskFunction[P, R, Coroutine[Any, Any, str]]: ...
+    @overload
+    def task(
+        self, func: None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R, Coroutine[Any, Any, str]]]: ...
     def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Decorator: ``@oq.task(queue_name="low")`` adds ``.enqueue(*args, **kwargs)``."""
-        if func is not None:
-            return TaskFunction(func, self.enqueue, options)
-        return lambda f: TaskFunction(f, self.enqueue, options)
+        return _decorate(self.enqueue, func, options)
 
     async def get_task(self, task_id: str) -> Task | None:
         """The stored task, or None."""
@@ -472,11 +512,22 @@ def _with_suggestion(exc: msgspec.ValidationError) -> str:
     return message
 
 
-class OmniQ(SyncTwin, twin=AsyncOmniQ):
-    """Sync twin of :class:`AsyncOmniQ`: the same methods, blocking."""
+def _decorate(submit: Callable[..., Any], func: Callable[..., Any] | None, options: Any) -> Any:
+    if func is not None:
+        return TaskFunction(func, submit, options)
+    return lambda f: TaskFunction(f, submit, options)
 
+
+class SyncTask:
+    """What :class:`OmniQ` adds to its async class's members: ``task()`` whose ``.enqueue``
+    blocks."""
+
+    @overload
+    def task(self, func: Callable[P, R]) -> TaskFunction[P, R, str]: ...
+    @overload
+    def task(
+        self, func: None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R, str]]: ...
     def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Decorator: ``@oq.task(queue_name="low")`` adds ``.enqueue(*args, **kwargs)``."""
-        if func is not None:
-            return TaskFunction(func, self.enqueue, options)
-        return lambda f: TaskFunction(f, self.enqueue, options)
+        return _decorate(self.enqueue, func, options)  # type: ignore[attr-defined]

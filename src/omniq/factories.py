@@ -8,9 +8,9 @@ backend: the sync twin of that backend's task queue. Every sync task queue is an
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
+from omniq import _sync
 from omniq._sync import SyncTwin
 from omniq.backend.base import Backend, component_class
 from omniq.errors import ConfigError
@@ -22,9 +22,8 @@ __all__ = ["EventStore", "ResultStore", "TaskQueue", "sync_twin_of"]
 
 
 def sync_twin_of(async_cls: type[Any]) -> type[Any]:
-    """The sync twin declared next to an ``Async*`` class."""
-    name = async_cls.__name__.removeprefix("Async")
-    twin = getattr(sys.modules[async_cls.__module__], name, None)
+    """The sync twin of an ``Async*`` class."""
+    twin = _sync.twin_of(async_cls)
     if twin is None:
         raise ConfigError(f"{async_cls.__name__} has no sync twin")
     return twin

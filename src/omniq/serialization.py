@@ -34,7 +34,7 @@ import importlib
 import io
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dill
@@ -236,8 +236,8 @@ class Serializer:
     def encode_call(
         self,
         func: Callable[..., Any] | str,
-        args: tuple[Any, ...] | list[Any] = (),
-        kwargs: dict[str, Any] | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
         inputs: tuple[str, list[str]] | None = None,
     ) -> bytes:
         """Encode a function reference with its arguments; names the argument that fails.
@@ -253,8 +253,8 @@ class Serializer:
     def _encode_call(
         self,
         func: Callable[..., Any] | str,
-        args: tuple[Any, ...] | list[Any],
-        kwargs: dict[str, Any] | None,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
         inputs: tuple[str, list[str]] | None,
     ) -> bytes:
         ref = self._func_ref(func)

@@ -113,7 +113,8 @@ async def test_concurrent_claimers_never_share_a_task(storages: Storages) -> Non
 async def test_lapsed_lease_is_claimed_again(storages: Storages) -> None:
     q = storages.queue
     task_id = await q.enqueue(taskfns.noop)
-    (first,) = await q.claim("dead-worker", lease_timeout=0.2)
+    # Long enough to outlast the next claim on slow storage (S3: a dozen requests each).
+    (first,) = await q.claim("dead-worker", lease_timeout=1.0)
     assert first.attempts == 1 and first.worker_id == "dead-worker"
     assert await q.claim("other") == []
 

@@ -217,7 +217,8 @@ async def test_a_keyless_worker_on_a_network_storage_warns_once(
         pass
     warned = [r for r in caplog.records if "no SECRET_KEY" in r.getMessage()]
     assert len(warned) == (1 if storages.queue.networked else 0)
-    assert storages.queue.networked == (storages.spec.name in ("postgres", "redis", "nats"))
+    networked = ("postgres", "redis", "nats", "file-s3")
+    assert storages.queue.networked == (storages.spec.name in networked)
     caplog.clear()
     async with make_worker(keyed, "async"):
         pass

@@ -43,7 +43,7 @@ class State:
 
     def open(self, worker_type: str | None = None, **worker_options: Any) -> OmniQ:
         """The configured facade; ``worker_type`` and ``worker_options`` override its worker."""
-        oq = OmniQ.from_config_file(self.config) if self.config else OmniQ.from_env()
+        oq = self.configured()
         if worker_type is not None or worker_options:
             # The same components, with the command line's worker options over the configured
             # ones (validated again by the facade).
@@ -59,6 +59,11 @@ class State:
         # Building the facade applied the settings' LOG_LEVEL to the ``omniq`` logger.
         set_log_level(self.log_level, disabled=oq.settings.DISABLE_LOGGING)
         return oq
+
+    def configured(self) -> OmniQ:
+        """The facade ``--config`` (else the ``OMNIQ_*`` variables) describes; integrations
+        that configure OmniQ otherwise (Django's settings) override this."""
+        return OmniQ.from_config_file(self.config) if self.config else OmniQ.from_env()
 
 
 def set_log_level(level: str, *, disabled: bool = False) -> None:

@@ -213,7 +213,12 @@ def worker(
         # a timeout, where a second signal is always handled at once.
         stopper = threading.Thread(target=_stop_worker, args=(oq,), name="omniq-stop")
         stopper.start()
-        _wait_interruptibly(lambda timeout: (stopper.join(timeout), not stopper.is_alive())[1])
+
+        def stopped(timeout: float) -> bool:
+            stopper.join(timeout)
+            return not stopper.is_alive()
+
+        _wait_interruptibly(stopped)
     logger.info("worker stopped")
 
 
@@ -251,7 +256,7 @@ def _wait_interruptibly(wait: Any) -> None:
 
 
 def _queue_names(oq: OmniQ) -> list[str]:
-    names = set(oq.task_queue.queues or ())
+    names: set[str] = set(oq.task_queue.queues or ())
     for status in TaskStatus:
         names.update(task.queue_name for task in oq.list_tasks(status=status, limit=_SCAN))
     return sorted(names)

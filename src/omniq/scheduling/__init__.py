@@ -1,5 +1,6 @@
 """Scheduling: cron, interval and one-off schedules stored in the task-queue backend."""
 
-from omniq.scheduling.scheduler import AsyncScheduler, Scheduler
+from omniq.scheduling._twins import Scheduler
+from omniq.scheduling.scheduler import AsyncScheduler
 
 __all__ = ["AsyncScheduler", "Scheduler"]

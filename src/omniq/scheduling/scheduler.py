@@ -19,6 +19,7 @@ crashes; a run is never enqueued twice unless a scheduler stalls for longer than
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from omniq._sync import SyncTwin, as_async
+from omniq._sync import as_async
 from omniq._tasks import cancel_and_wait, wait_within
 from omniq.errors import ConfigError, SignatureError
 from omniq.models import (
@@ -42,7 +43,7 @@ from omniq.models import (
 from omniq.queue.base import enqueued_event, new_id
 from omniq.scheduling.timing import check_timing, first_run, next_run, resumed_run
 
-__all__ = ["AsyncScheduler", "Scheduler"]
+__all__ = ["AsyncScheduler"]
 
 logger = logging.getLogger("omniq.scheduler")
 
@@ -232,7 +233,7 @@ class AsyncScheduler:
 
     # --- firing --------------------------------------------------------------------------------
 
-    async def run_pending(self, now: datetime | None = None) -> list[str]:
+    async def run_pending(self, now: datetime | None = None) -> builtins.list[str]:
         """Fire every schedule that is due; returns the ids of the tasks enqueued by this call."""
         now = now or utcnow()
         fired = []
@@ -398,7 +399,7 @@ class AsyncScheduler:
             return None
         return stored[0], _decoder.decode(stored[1])
 
-    async def _read_all_versions(self) -> list[tuple[int, Schedule]]:
+    async def _read_all_versions(self) -> builtins.list[tuple[int, Schedule]]:
         found = []
         for key, version, data in await self.queue.list_records(KIND):
             try:
@@ -467,7 +468,3 @@ def _finish_if_over(schedule: Schedule) -> Schedule:
     if over and schedule.status is ScheduleStatus.ACTIVE:
         return schedule.evolve(status=ScheduleStatus.FINISHED, next_run_at=None)
     return schedule
-
-
-class Scheduler(SyncTwin, twin=AsyncScheduler):
-    """Sync twin of :class:`AsyncScheduler`."""

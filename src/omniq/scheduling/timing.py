@@ -68,7 +68,7 @@ def check_timing(
         if not (seconds > 0 and math.isfinite(seconds)):
             raise ConfigError(f"interval must be > 0 seconds, got {interval!r}")
         try:
-            datetime.now(UTC) + timedelta(seconds=seconds)
+            _ = datetime.now(UTC) + timedelta(seconds=seconds)
         except OverflowError as exc:
             raise ConfigError(f"interval {interval!r} is too long") from exc
     if max_runs is not None and (type(max_runs) is not int or max_runs < 1):

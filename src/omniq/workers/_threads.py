@@ -64,7 +64,7 @@ class ThreadRunner:
             if future.cancelled():
                 continue
             try:
-                outcome = (future, func(*args), None)
+                outcome: tuple[Any, Any, BaseException | None] = (future, func(*args), None)
             except BaseException as exc:  # handed to the awaiting coroutine
                 outcome = (future, None, exc)
             with lock:

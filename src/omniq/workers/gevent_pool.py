@@ -44,16 +44,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from omniq._sync import SyncTwin
 from omniq.context import TaskContext, reset_current, set_current
 from omniq.errors import ConfigError, require
 from omniq.models import Task
 from omniq.workers._calls import is_async_callable
 from omniq.workers._threads import settle
 from omniq.workers.base import BaseWorker
-from omniq.workers.thread_pool import run_until_signalled
 
-__all__ = ["PATCH_OPTIONS", "AsyncGeventWorker", "GeventWorker", "patch"]
+__all__ = ["PATCH_OPTIONS", "AsyncGeventWorker", "patch"]
 
 logger = logging.getLogger("omniq.worker")
 
@@ -219,7 +217,11 @@ class _GreenletRunner:
         job.greenlet = gevent.getcurrent()
         token = set_current(job.ctx)
         try:
-            outcome = (job.future, job.func(*job.args, **job.kwargs), None)
+            outcome: tuple[Any, Any, BaseException | None] = (
+                job.future,
+                job.func(*job.args, **job.kwargs),
+                None,
+            )
         except BaseException as exc:  # GreenletExit too: nobody awaits a killed job's future
             outcome = (job.future, None, exc)
         finally:
@@ -313,12 +315,3 @@ async def _awaited(awaitable: Any, ctx: TaskContext) -> Any:
         return await awaitable
     finally:
         reset_current(token)
-
-
-class GeventWorker(SyncTwin, twin=AsyncGeventWorker):
-    """Sync twin of :class:`AsyncGeventWorker`: ``start()`` returns at once, ``run()`` blocks
-    until SIGINT/SIGTERM."""
-
-    def run(self) -> None:
-        """Process until SIGINT/SIGTERM (or ``stop()`` from another thread), then stop."""
-        run_until_signalled(self)

@@ -16,17 +16,16 @@ them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from omniq._sync import SyncTwin
 from omniq.context import TaskContext
 from omniq.errors import ConfigError
 from omniq.models import Task
 from omniq.workers._children import _ERROR, _PERMANENT, ChildPool, error_from
 from omniq.workers.base import BaseWorker, PermanentFailure, RemoteError
-from omniq.workers.thread_pool import run_until_signalled
 
-__all__ = ["AsyncProcessPoolWorker", "ProcessPoolWorker"]
+__all__ = ["AsyncProcessPoolWorker"]
 
 
 class AsyncProcessPoolWorker(BaseWorker):
@@ -92,7 +91,7 @@ class AsyncProcessPoolWorker(BaseWorker):
     async def _execute(self, task: Task, ctx: TaskContext) -> Any:
         assert self._pool is not None and self.serializer is not None
         call = self._checked_call(task)  # here, before any child decodes or imports anything
-        on_start = None
+        on_start: Callable[[], None] | None = None
         deadline = self._timeouts.get(task.id)
         if deadline is not None and task.timeout is not None:
             # The timeout runs from the moment a child starts the task, not while it waits for
@@ -100,8 +99,10 @@ class AsyncProcessPoolWorker(BaseWorker):
             deadline.reschedule(None)
             loop, seconds = asyncio.get_running_loop(), task.timeout
 
-            def on_start() -> None:
+            def started() -> None:
                 deadline.reschedule(loop.time() + seconds)
+
+            on_start = started
 
         kind, data = await self._pool.run(
             (task.id, task.attempts, task.queue_name, self.worker_id, call),
@@ -113,12 +114,3 @@ class AsyncProcessPoolWorker(BaseWorker):
         if kind == _ERROR:
             raise RemoteError(error_from(data))
         return self.serializer.decode_value(data)
-
-
-class ProcessPoolWorker(SyncTwin, twin=AsyncProcessPoolWorker):
-    """Sync twin of :class:`AsyncProcessPoolWorker`: ``start()`` returns at once, ``run()``
-    blocks until SIGINT/SIGTERM."""
-
-    def run(self) -> None:
-        """Process until SIGINT/SIGTERM (or ``stop()`` from another thread), then stop."""
-        run_until_signalled(self)

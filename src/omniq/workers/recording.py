@@ -49,11 +49,12 @@ class SeparateWrites:
 
     async def record_outcomes(
         self, worker_id: str, tasks: Sequence[Task], results: Encoded
-    ) -> None:
-        """Store ``results``, then write the outcomes of ``tasks``."""
+    ) -> set[str] | None:
+        """Store ``results``, then write the outcomes of ``tasks``; the ids written (None: a
+        queue that does not say)."""
         if results and self.result_store is not None:
             await self.result_store.put_encoded(results)
-        await self.queue.finish(worker_id, tasks)
+        return await self.queue.finish(worker_id, tasks)
 
 
 class OneTransaction(SeparateWrites):
@@ -61,13 +62,13 @@ class OneTransaction(SeparateWrites):
 
     async def record_outcomes(
         self, worker_id: str, tasks: Sequence[Task], results: Encoded
-    ) -> None:
-        """Store ``results`` and write the outcomes of ``tasks`` in one transaction."""
+    ) -> set[str] | None:
+        """Store ``results`` and write the outcomes of ``tasks`` in one transaction; the ids
+        written."""
         if not results or (len(tasks) < 2 and len(results) < 2):
             # A lone outcome goes the separate way: its waiter hears of its result sooner so.
-            await super().record_outcomes(worker_id, tasks, results)
-            return
-        await self.queue.record_outcomes(worker_id, tasks, results, self.result_store)
+            return await super().record_outcomes(worker_id, tasks, results)
+        return await self.queue.record_outcomes(worker_id, tasks, results, self.result_store)
 
 
 def outcome_writer(queue: Any, result_store: Any | None) -> SeparateWrites:
@@ -171,14 +172,23 @@ class Recorder:
         while self._starts:
             batch, self._starts = self._starts, []
             try:
-                await self.queue.mark_started(self.worker_id, batch)
-                return
+                marked = await self.queue.mark_started(self.worker_id, batch)
             except Exception:
                 logger.warning(
                     "recording %d task starts failed; retrying", len(batch), exc_info=True
                 )
                 self._starts[:0] = batch
                 await asyncio.sleep(_WRITE_RETRY_DELAY)
+                continue
+            for task in _left_out(batch, marked):
+                # Not this worker's claim ahead any more: the task was cancelled, or its lease
+                # lapsed and another worker took it. Its outcome will be refused too; the renew
+                # loop stops it.
+                logger.warning(
+                    "the start of task %s was not recorded: it was cancelled or its lease was lost",
+                    task.id,
+                )
+            return
 
     async def _write_completions(self) -> None:
         while self._completions:
@@ -202,7 +212,19 @@ class Recorder:
     async def _write(self, batch: list[Outcome]) -> None:
         results = [r for _, r in batch if r is not None]
         tasks = [t for t, _ in batch if t is not NO_TASK]
-        await self.writer.record_outcomes(self.worker_id, tasks, results)
+        written = await self.writer.record_outcomes(self.worker_id, tasks, results)
+        for task in _left_out(tasks, written):
+            # The compare-and-set refused it: the task is no longer this worker's claim at this
+            # attempt (cancelled, or taken over after its lease lapsed), so its outcome must not
+            # be written, nor retried. Said aloud: were it still held, it would run again once
+            # its lease lapsed.
+            logger.warning(
+                "the outcome of task %s (%s, attempt %d) was not written: it was cancelled or "
+                "its lease was lost",
+                task.id,
+                task.status.value,
+                task.attempts,
+            )
 
     async def _write_each(self, batch: list[Outcome]) -> bool:
         """After a batch write failed: write its outcomes one by one. False if none could be
@@ -221,8 +243,8 @@ class Recorder:
                 landed = True
         if not landed:
             return False
-        for outcome, exc in refused:
-            self._refused(outcome, exc)
+        for outcome, error in refused:
+            self._refused(outcome, error)
         return True
 
     def _refused(self, outcome: Outcome, exc: Exception) -> None:
@@ -253,3 +275,10 @@ class Recorder:
             self.unwritten.pop(task.id, None)
             self._refused_ids.discard(task.id)
         self._on_written(len(tasks))
+
+
+def _left_out(tasks: Sequence[Task], written: set[str] | None) -> list[Task]:
+    """The tasks whose write the queue refused (none where it does not say)."""
+    if written is None:
+        return []
+    return [task for task in tasks if task.id not in written]

@@ -6,14 +6,13 @@ import signal
 import threading
 from typing import Any
 
-from omniq._sync import SyncTwin
 from omniq.context import TaskContext
 from omniq.models import Task
 from omniq.workers._calls import call_in_thread
 from omniq.workers._threads import ThreadRunner
 from omniq.workers.base import BaseWorker
 
-__all__ = ["AsyncThreadPoolWorker", "ThreadPoolWorker", "run_until_signalled"]
+__all__ = ["AsyncThreadPoolWorker", "SyncRun", "run_until_signalled"]
 
 
 class AsyncThreadPoolWorker(BaseWorker):
@@ -39,9 +38,9 @@ class AsyncThreadPoolWorker(BaseWorker):
         return await self._pool.submit(call_in_thread, func, args, kwargs, ctx)
 
 
-def run_until_signalled(worker: SyncTwin) -> None:
+def run_until_signalled(worker: Any) -> None:
     """Sync ``run()``: start, block the calling thread until SIGINT/SIGTERM (or stop()), stop."""
-    worker.start()  # type: ignore[attr-defined]
+    worker.start()
     stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -55,12 +54,12 @@ def run_until_signalled(worker: SyncTwin) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if target._started:
-            worker.stop()  # type: ignore[attr-defined]
+            worker.stop()
 
 
-class ThreadPoolWorker(SyncTwin, twin=AsyncThreadPoolWorker):
-    """Sync twin of :class:`AsyncThreadPoolWorker`: ``start()`` returns at once, ``run()`` blocks
-    until SIGINT/SIGTERM."""
+class SyncRun:
+    """What the sync worker twins add to their async classes' members: a blocking ``run()``
+    (their ``start()`` returns at once)."""
 
     def run(self) -> None:
         """Process until SIGINT/SIGTERM (or ``stop()`` from another thread), then stop."""

@@ -262,7 +262,7 @@ class TaskCore:
             try:
                 other, created_us, queue = L.decode_key(data)
             except msgspec.DecodeError:
-                other = None
+                other, created_us, queue = None, 0, ""
             if other is not None:
                 found = self._locate(safe_name(other), safe_name(queue))
                 if found is not None and found.task.status not in FINAL:

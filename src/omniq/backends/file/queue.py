@@ -94,15 +94,17 @@ tasks are seen promptly; elsewhere they are seen at the worker's next poll. Clai
 queue's sorted listing and re-read it when this process made a task claimable, when it runs
 dry, after a second, or after losing a race; a stale entry costs one failed rename.
 
-Limits: ``rename`` is atomic across processes only on a local disk (one host; not NFS). For
-``memory://``, ``s3://`` and other fsspec filesystems every operation holds one in-process lock,
-so one process may use them with any number of threads and queue objects, but several processes
-claiming from one bucket may double-claim; likewise a record write there holds that lock from
-read to write, exact between this process's threads, but two processes sharing a bucket can
-both win one swap (a scheduled run fired twice): keep one scheduling process per bucket. Files
-are not fsynced: a process crash loses nothing, a power cut may lose the last writes (and undo
-the last swaps: a run may then fire again). Inserts are atomic per task, not per batch. On
-case-insensitive filesystems queue names that differ only in case share a directory.
+Limits: ``rename`` is atomic across processes on a local disk (one host; not NFS) and on S3,
+where conditional writes decide it and a lock object stands for ``flock`` (:mod:`.s3`; a mover
+killed between its copy and its delete leaves a duplicate, so that task may run twice, and a
+record lock whose holder died waits out its 30 s expiry). For ``memory://``, ``gs://``,
+``az://`` and other fsspec filesystems every operation holds one in-process lock, so one process
+may use them with any number of threads and queue objects, but several processes claiming from
+one bucket may double-claim, and two of them can both win one record swap (a scheduled run
+fired twice): keep one process per bucket there. Files are not fsynced: a process crash loses
+nothing, a power cut may lose the last writes (and undo the last swaps: a run may then fire
+again). Inserts are atomic per task, not per batch. On case-insensitive filesystems queue names
+that differ only in case share a directory.
 ``get_task`` of a pending task lists its queue directories; ``list_tasks``, and ``count`` by
 queue or by a final status, read every finished task file.
 """
@@ -116,7 +118,6 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.file import RecordDir, TaskDir, component_store, run
 from omniq.backends.file.layout import us
 from omniq.backends.file.options import FileConnection, FileTaskQueueConfig
@@ -125,7 +126,7 @@ from omniq.models import Task, TaskStatus
 from omniq.queue.base import AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncFileTaskQueue", "FileTaskQueue"]
+__all__ = ["AsyncFileTaskQueue"]
 
 _WATCH_EVERY = 0.05  # seconds between looks at the pending directories of a local disk
 
@@ -262,7 +263,3 @@ class AsyncFileTaskQueue(AsyncTaskQueue):
                     return
         finally:
             future.cancel()
-
-
-class FileTaskQueue(SyncTwin, twin=AsyncFileTaskQueue):
-    """Sync twin of :class:`AsyncFileTaskQueue`."""

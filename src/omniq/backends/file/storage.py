@@ -27,7 +27,6 @@ from typing import Unpack
 import msgspec
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.file import component_store, next_seq, run, safe_name
 from omniq.backends.file.layout import us
 from omniq.backends.file.options import (
@@ -43,8 +42,6 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncFileEventStorage",
     "AsyncFileResultStorage",
-    "FileEventStorage",
-    "FileResultStorage",
 ]
 
 log = logging.getLogger("omniq.backends.file.storage")
@@ -272,11 +269,3 @@ def _normalised(event: TaskEvent) -> TaskEvent:
     if event.timestamp.tzinfo is not None:
         return event
     return msgspec.structs.replace(event, timestamp=event.timestamp.replace(tzinfo=UTC))
-
-
-class FileResultStorage(SyncTwin, twin=AsyncFileResultStorage):
-    """Sync twin of :class:`AsyncFileResultStorage`."""
-
-
-class FileEventStorage(SyncTwin, twin=AsyncFileEventStorage):
-    """Sync twin of :class:`AsyncFileEventStorage`."""

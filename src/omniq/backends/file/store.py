@@ -6,9 +6,11 @@ Local disk goes straight to :mod:`os`, where ``rename`` is atomic between proces
 of several renames of the same source succeeds) and ``link`` creates a file exclusively with its
 full content; :meth:`Store.locked` is an ``flock`` on a lock file (``msvcrt.locking`` where there
 is no ``fcntl``), which excludes other processes and other threads alike, and which the kernel
-releases when its holder dies. Other filesystems (``memory://``, ``s3://``, ...) give no such
-guarantee across processes; there every operation, and every :meth:`Store.locked` section, runs
-under one lock per location, which makes them atomic between the threads of this process only.
+releases when its holder dies. On S3, conditional writes give ``create``, ``rename``,
+``unlink`` and :meth:`Store.locked` the same guarantees (:mod:`.s3`). Other filesystems
+(``memory://``, ``gs://``, ...) give none across processes; there every operation, and every
+:meth:`Store.locked` section, runs under one lock per location, which makes them atomic between
+the threads of this process only.
 
 Every method blocks: call them from a worker thread, never on the event loop. "Not found" is a
 normal answer (``None``/``False``/``[]``); any other ``OSError`` becomes a
@@ -22,6 +24,7 @@ import errno
 import hashlib
 import os
 import posixpath
+import sys
 import threading
 import time
 import uuid
@@ -36,11 +39,10 @@ from omniq._permissions import PRIVATE, Modes, makedirs, open_new, warn_if_share
 from omniq._redact import redact
 from omniq.errors import ConfigError, MissingDependencyError, StorageError
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
+if sys.platform == "win32":
     import msvcrt
+else:
+    import fcntl
 
 __all__ = ["LOCK_WAIT", "Store", "next_seq", "open_store", "safe_name"]
 
@@ -146,7 +148,17 @@ def open_store(
         root = os.path.abspath(root)
         warn_if_shared(root)
         return _LocalStore(url, os.path.join(root, safe_name(project)), modes)
-    return _FsspecStore(url, posixpath.join(root, safe_name(project)), fs)
+    base = posixpath.join(root, safe_name(project))
+    if "s3" in _protocols(fs):
+        from omniq.backends.file.s3 import S3Store
+
+        return S3Store(url, base, fs)
+    return _FsspecStore(url, base, fs)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 class Store:
@@ -443,11 +455,11 @@ def _lock_file(fd: int, rel: str, deadline: float) -> None:
     delay = 0.0005
     while True:
         try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            else:
+            if sys.platform == "win32":
                 os.lseek(fd, 0, os.SEEK_SET)
                 msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except OSError as exc:
             if exc.errno not in _BUSY:
@@ -459,11 +471,11 @@ def _lock_file(fd: int, rel: str, deadline: float) -> None:
 
 
 def _unlock_file(fd: int) -> None:
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    else:
+    if sys.platform == "win32":
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _silent_unlink(path: str) -> None:

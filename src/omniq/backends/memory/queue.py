@@ -17,13 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from omniq._notify import Signal
-from omniq._sync import SyncTwin
 from omniq._tasks import wait_within
 from omniq.backends.memory.options import MemoryTaskQueueConfig
 from omniq.models import Task, TaskStatus
 from omniq.queue.base import CLAIMABLE, FINAL, AsyncTaskQueue
 
-__all__ = ["AsyncMemoryTaskQueue", "MemoryTaskQueue"]
+__all__ = ["AsyncMemoryTaskQueue"]
 
 _Entry = tuple[Any, ...]
 
@@ -91,8 +90,8 @@ class AsyncMemoryTaskQueue(AsyncTaskQueue):
                 and self._version[task_id] == version
                 and task.status is TaskStatus.RUNNING
             ):
-                entry = (-task.priority, self._order[task_id], task_id, version)
-                heapq.heappush(self._ready[task.queue_name], entry)
+                ready = (-task.priority, self._order[task_id], task_id, version)
+                heapq.heappush(self._ready[task.queue_name], ready)
 
     def _live(self, entry: _Entry) -> Task | None:
         task_id, version = entry[2], entry[3]
@@ -302,7 +301,3 @@ def _now_ts() -> float:
     import time
 
     return time.time()
-
-
-class MemoryTaskQueue(SyncTwin, twin=AsyncMemoryTaskQueue):
-    """Sync twin of :class:`AsyncMemoryTaskQueue`."""

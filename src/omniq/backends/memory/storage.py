@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from omniq._notify import Signal
-from omniq._sync import SyncTwin
 from omniq.backends.memory.options import MemoryEventStorageConfig, MemoryResultStorageConfig
 from omniq.models import EventType, TaskEvent, TaskResult
 from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
@@ -16,8 +15,6 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncMemoryEventStorage",
     "AsyncMemoryResultStorage",
-    "MemoryEventStorage",
-    "MemoryResultStorage",
 ]
 
 
@@ -98,11 +95,3 @@ class AsyncMemoryEventStorage(AsyncEventStorage):
             removed = len(self._events) - len(kept)
             self._events = kept
         return removed
-
-
-class MemoryResultStorage(SyncTwin, twin=AsyncMemoryResultStorage):
-    """Sync twin of :class:`AsyncMemoryResultStorage`."""
-
-
-class MemoryEventStorage(SyncTwin, twin=AsyncMemoryEventStorage):
-    """Sync twin of :class:`AsyncMemoryEventStorage`."""

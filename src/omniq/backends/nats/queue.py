@@ -50,9 +50,8 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
-from omniq._sync import SyncTwin
 from omniq.backends.nats import keys, records
 from omniq.backends.nats.client import CasConflict, Client, Entry, Write, delivery_info
 from omniq.backends.nats.component import Connected
@@ -77,7 +76,10 @@ from omniq.models import Task, TaskStatus, utcnow
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncNATSTaskQueue", "NATSTaskQueue", "NATSTaskQueueConfig"]
+__all__ = ["AsyncNATSTaskQueue", "NATSTaskQueueConfig"]
+
+#: (task id, the attempts it must have or None for any, its replacement) for _update_running.
+_Change = tuple[str, int | None, Callable[[Task], Task]]
 
 logger = logging.getLogger("omniq.nats")
 
@@ -171,7 +173,7 @@ class AsyncNATSTaskQueue(Connected, AsyncTaskQueue):
             # A conflict: already stored, by a re-sent create or a concurrent keyed enqueue.
             if isinstance(outcome, StorageError) and not isinstance(outcome, CasConflict):
                 raise outcome
-        holder_of = dict(zip(first_of_key, holders, strict=True))
+        holder_of = dict(zip(first_of_key, cast(list[str], holders), strict=True))
         ids = [t.id if t.key is None else holder_of[t.key] for t in tasks]
         if waiting:  # keyed tasks that another live task stood in for: never stored
             unused = [
@@ -379,17 +381,21 @@ class AsyncNATSTaskQueue(Connected, AsyncTaskQueue):
 
     async def _renew(self, worker_id: str, task_ids: list[str], lease_until: datetime) -> list[str]:
         client = await self._c()
-        changes = [(i, None, lambda t: t.evolve(lease_until=lease_until)) for i in task_ids]
+        changes: list[_Change] = [
+            (i, None, lambda t: t.evolve(lease_until=lease_until)) for i in task_ids
+        ]
         return await self._update_running(client, worker_id, changes, keep=True)
 
     async def _mark_started(self, worker_id: str, tasks: list[Task]) -> list[str]:
         client = await self._c()
-        changes = [(t.id, t.attempts - 1, _started(t.attempts, t.started_at)) for t in tasks]
+        changes: list[_Change] = [
+            (t.id, t.attempts - 1, _started(t.attempts, t.started_at)) for t in tasks
+        ]
         return await self._update_running(client, worker_id, changes, keep=True, unstarted=True)
 
     async def _finish(self, worker_id: str, tasks: list[Task]) -> list[str]:
         client = await self._c()
-        changes = [(t.id, t.attempts, _replacement(t)) for t in tasks]
+        changes: list[_Change] = [(t.id, t.attempts, _replacement(t)) for t in tasks]
         written = await self._update_running(client, worker_id, changes, keep=False)
         done = set(written)
         await self._wake(client, [t for t in tasks if t.id in done and t.status in CLAIMABLE])
@@ -399,7 +405,7 @@ class AsyncNATSTaskQueue(Connected, AsyncTaskQueue):
         self,
         client: Client,
         worker_id: str,
-        changes: list[tuple[str, int | None, Callable[[Task], Task]]],
+        changes: list[_Change],
         *,
         keep: bool,
         unstarted: bool = False,
@@ -632,7 +638,3 @@ def _task_id(msg: Any) -> str:
 
 def _replacement(new: Task) -> Callable[[Task], Task]:
     return lambda _: new
-
-
-class NATSTaskQueue(SyncTwin, twin=AsyncNATSTaskQueue):
-    """Sync twin of :class:`AsyncNATSTaskQueue`."""

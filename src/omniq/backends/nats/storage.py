@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from omniq._notify import Signal
-from omniq._sync import SyncTwin
 from omniq.backends.nats.client import CasConflict, Write
 from omniq.backends.nats.component import Connected
 from omniq.backends.nats.layout import (
@@ -44,7 +43,7 @@ from omniq.models import TaskResult, utcnow
 from omniq.serialization import Serializer
 from omniq.storage.base import AsyncResultStorage
 
-__all__ = ["AsyncNATSResultStorage", "NATSResultStorage", "NATSResultStorageConfig"]
+__all__ = ["AsyncNATSResultStorage", "NATSResultStorageConfig"]
 
 logger = logging.getLogger("omniq.nats")
 
@@ -210,7 +209,3 @@ def _ttl(result: TaskResult, now: datetime) -> str:
     if result.expires_at is None:
         return "never"
     return f"{max(1, math.ceil((result.expires_at - now).total_seconds()))}s"
-
-
-class NATSResultStorage(SyncTwin, twin=AsyncNATSResultStorage):
-    """Sync twin of :class:`AsyncNATSResultStorage`."""

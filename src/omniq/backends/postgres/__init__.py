@@ -12,6 +12,8 @@ Tables (created and migrated by the library: ``schema.sql``, applied under an ad
     omniq_events   one row per event, plain columns; indexed by task, by type+time, by time.
     omniq_records  PK (project, kind, key) in the "C" collation (key order = str order);
                    version bigint for compare-and-set; data bytea (schema version 2).
+    functions      omniq_finish, omniq_renew, omniq_mark_started (schema version 3): a
+                   worker's compare-and-set writes.
 
 Notification channels (per project; names hash the project): ``omniq_tasks_<h>`` carries the
 queue names of new or retried tasks (idle workers wake at once), ``omniq_results_<h>`` the ids

@@ -107,7 +107,7 @@ _OPTIONAL = (
 
 def insert_columns(tasks: Sequence[Task]) -> tuple[tuple[tuple[str, str], ...], list[list[Any]]]:
     """The (column, type) pairs to insert and one array per column, in task order."""
-    columns = [
+    columns: list[list[Any]] = [
         [t.id for t in tasks],
         [t.queue_name for t in tasks],
         [t.priority for t in tasks],
@@ -121,7 +121,7 @@ def insert_columns(tasks: Sequence[Task]) -> tuple[tuple[tuple[str, str], ...], 
         [t.payload for t in tasks],
     ]
     names = list(_REQUIRED)
-    optional = (
+    optional: tuple[list[Any], ...] = (
         [_aware(t.expires_at) for t in tasks],
         [_aware(t.lease_until) for t in tasks],
         [t.worker_id for t in tasks],

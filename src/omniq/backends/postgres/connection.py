@@ -234,9 +234,10 @@ class _SharedPool:
         pool, self.pool = self.pool, None
         if pool is None:
             return
+        gone: tuple[type[BaseException], ...] = (TimeoutError, *connection_errors())
         try:
             await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
-        except (TimeoutError, *connection_errors()):
+        except gone:
             pool.terminate()
 
     def abandon(self) -> None:

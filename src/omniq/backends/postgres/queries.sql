@@ -143,30 +143,10 @@ SELECT
 SELECT omniq_renew($1, $2, $3::text[], $4) AS id;
 
 -- name: mark_started
--- Tasks claimed ahead that started: $3 ids sorted (rows are locked in that order, as
--- omniq_renew and omniq_finish do), $4 their new attempts, $5 their start times; written where
--- the claim ahead is current. As in those functions, the conditions are written with IS NOT
--- DISTINCT FROM so that each row is found by its primary key, never through the partial index
--- of running tasks (a scan of all of them per id); then updated by its address. Like a claim, it does not wait for its WAL flush: a mark lost to a
--- server crash only leaves the attempt's outcome unwritten, so the task runs again.
-WITH relaxed AS (
-    SELECT set_config('synchronous_commit', 'off', true) AS setting
-), locked AS (
-    SELECT r.row_id, b.attempts, b.started_at
-    FROM unnest($3::text[], $4::integer[], $5::timestamptz[]) AS b (id, attempts, started_at)
-    CROSS JOIN LATERAL (
-        SELECT ctid AS row_id FROM omniq_tasks
-        WHERE project = $1 AND id = b.id
-            AND (status, worker_id, attempts, started_at)
-                IS NOT DISTINCT FROM ('running'::text, $2, b.attempts - 1, NULL::timestamptz)
-        LIMIT 1
-        FOR UPDATE
-    ) AS r
-)
-UPDATE omniq_tasks AS t SET attempts = locked.attempts, started_at = locked.started_at
-FROM locked, relaxed
-WHERE t.ctid = locked.row_id
-RETURNING t.id;
+-- omniq_mark_started (schema.sql, migration 3): $3 ids sorted (rows are locked in that order, as
+-- omniq_renew and omniq_finish do), $4 their new attempts, $5 their start times; the ids
+-- written.
+SELECT omniq_mark_started($1, $2, $3::text[], $4::integer[], $5::timestamptz[]) AS id;
 
 -- name: finish
 -- omniq_finish (schema.sql) for a batch sorted by id. $14/$15: channel and payload of a wake-up

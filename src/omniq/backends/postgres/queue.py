@@ -9,9 +9,11 @@ Every primitive is one statement, so one round trip and one atomic step:
   (strict queue priority), and the scan stops once ``n`` rows are found. RUNNING tasks whose
   lease lapsed are claimable again (their worker is gone) and count an attempt; others count
   one only among the first ``start`` (the rest are claimed ahead: ``mark_started`` counts them).
-* finish and renew: one call of a PL/pgSQL function (schema.sql) for the whole batch, given
-  as arrays: a compare-and-set (still running, same worker, same attempt) whose plan cannot
-  drift from primary-key lookups.
+* finish, renew and mark_started: one call of a PL/pgSQL function (schema.sql) for the whole
+  batch, given as arrays: a compare-and-set (still running, same worker, same attempt) whose
+  plan cannot drift from primary-key lookups, and whose update takes a snapshot of its own
+  after the lock (in one statement, a row renewed while the write waited for its lock would
+  be invisible to it: nothing written).
 * enqueue_many: one INSERT of arrays (``unnest``), only the columns that hold a value.
 * records (schedules, heartbeats; ``omniq_records``, added by schema migration 2): a swap is
   one ``UPDATE ... WHERE version = $n RETURNING`` (from version 0: ``INSERT ... ON CONFLICT DO
@@ -39,7 +41,6 @@ from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
-from omniq._sync import SyncTwin
 from omniq.backends.postgres.codec import (
     MAX_PAYLOAD,
     finish_arrays,
@@ -61,7 +62,7 @@ from omniq.storage.base import AsyncResultStorage
 if TYPE_CHECKING:
     from omniq.backends.postgres.storage import AsyncPostgresResultStorage
 
-__all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueue", "PostgresTaskQueueConfig"]
+__all__ = ["AsyncPostgresTaskQueue", "PostgresTaskQueueConfig"]
 
 
 class AsyncPostgresTaskQueue(Connected, AsyncTaskQueue):
@@ -408,7 +409,3 @@ def _filters(
     if status is not None:
         clauses.append(f"AND status = '{TaskStatus(status).value}'")
     return " ".join(clauses), params
-
-
-class PostgresTaskQueue(SyncTwin, twin=AsyncPostgresTaskQueue):
-    """Sync twin of :class:`AsyncPostgresTaskQueue`."""

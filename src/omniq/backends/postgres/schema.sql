@@ -13,7 +13,8 @@
 --                  schedule and finish time are copied out for clean-up and lookups.
 --   omniq_events   append-only life-cycle events as plain columns (never pickles); `id` is the
 --                  write order, used to break timestamp ties.
---   omniq_finish(), omniq_renew()  the compare-and-set writes of a worker, row by row (below).
+--   omniq_finish(), omniq_renew()  the compare-and-set writes of a worker, row by row (below);
+--                  omniq_mark_started() (version 3) the same for a start of a task claimed ahead.
 --   omniq_records  (version 2) small versioned documents (schedules, worker heartbeats) by
 --                  (kind, key); `version` makes compare-and-set updates possible.
 
@@ -222,3 +223,45 @@ CREATE TABLE omniq_records (
     data     bytea  NOT NULL,
     PRIMARY KEY (project, kind, key)
 ) WITH (fillfactor = 70);
+
+-- name: migration_3
+-- The start marks of tasks claimed ahead, written the way omniq_finish and omniq_renew write:
+-- two statements, each with its own snapshot. A one-statement mark (lock by a lateral lookup,
+-- then update by address) lost its write whenever the worker's renew loop renewed the row
+-- while the mark waited for its lock: the lock returned the renewed version's address, which
+-- the statement's snapshot could not see, so nothing was written, the task's outcome was then
+-- refused for its attempt count, and the task ran again once its lease lapsed. Here the update
+-- takes a new snapshot, which sees the version locked. Written where the claim ahead is
+-- current: RUNNING under p_worker, not started, one attempt fewer than p_attempts. A lost
+-- mark (a server crash) only leaves the attempt's outcome unwritten, so the task runs again:
+-- the commit does not wait for its WAL flush.
+CREATE FUNCTION omniq_mark_started(
+    p_project text, p_worker text, p_ids text[], p_attempts integer[],
+    p_started_at timestamptz[]
+) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    locked tid[];
+    written text;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    locked := array(
+        SELECT r.row_id FROM unnest(p_ids, p_attempts) AS i (id, attempts)
+        LEFT JOIN LATERAL (
+            SELECT ctid AS row_id FROM omniq_tasks
+            WHERE project = p_project AND id = i.id
+                AND (status, worker_id, attempts, started_at) IS NOT DISTINCT FROM
+                    ('running'::text, p_worker, i.attempts - 1, NULL::timestamptz)
+            LIMIT 1
+            FOR UPDATE
+        ) AS r ON true
+    );
+    FOR written IN
+        UPDATE omniq_tasks AS t SET attempts = b.attempts, started_at = b.started_at
+        FROM unnest(locked, p_attempts, p_started_at) AS b (row_id, attempts, started_at)
+        WHERE t.ctid = b.row_id
+        RETURNING t.id
+    LOOP
+        RETURN NEXT written;
+    END LOOP;
+END
+$$;

@@ -17,7 +17,7 @@ _MIGRATION = re.compile(r"^migration_(\d+)$")
 
 def load(filename: str) -> dict[str, str]:
     """The named sections of a ``.sql`` file of this package."""
-    return load_sections(__package__, filename)
+    return load_sections(__name__.rpartition(".")[0], filename)
 
 
 SCHEMA = load("schema.sql")

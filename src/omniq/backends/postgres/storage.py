@@ -18,7 +18,6 @@ from collections.abc import Hashable
 from datetime import datetime
 from typing import Any, Unpack
 
-from omniq._sync import SyncTwin
 from omniq.backends.postgres.codec import event_arrays, event_from_row, payload_chunks
 from omniq.backends.postgres.component import Connected
 from omniq.backends.postgres.connection import shielded
@@ -37,9 +36,7 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncPostgresEventStorage",
     "AsyncPostgresResultStorage",
-    "PostgresEventStorage",
     "PostgresEventStorageConfig",
-    "PostgresResultStorage",
     "PostgresResultStorageConfig",
 ]
 
@@ -183,7 +180,8 @@ class AsyncPostgresEventStorage(Connected, AsyncEventStorage):
         until: datetime | None,
         limit: int,
     ) -> list[TaskEvent]:
-        clauses, params = [], [self.project_name]
+        clauses: list[str] = []
+        params: list[Any] = [self.project_name]
         for clause, value in (
             ("task_id = ", task_id),
             ("type = ", event_type.value if event_type is not None else None),
@@ -205,11 +203,3 @@ class AsyncPostgresEventStorage(Connected, AsyncEventStorage):
             QUERIES["delete_events_before"], self.project_name, before, retry=True
         )
         return int(status.split()[-1])
-
-
-class PostgresResultStorage(SyncTwin, twin=AsyncPostgresResultStorage):
-    """Sync twin of :class:`AsyncPostgresResultStorage`."""
-
-
-class PostgresEventStorage(SyncTwin, twin=AsyncPostgresEventStorage):
-    """Sync twin of :class:`AsyncPostgresEventStorage`."""

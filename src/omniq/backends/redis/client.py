@@ -67,7 +67,7 @@ _RESUBSCRIBE_DELAY = (0.05, 2.0)  # the pub/sub listener's own backoff (first, c
 @functools.cache
 def load_script(name: str) -> str:
     """The Lua source of a script of this package (task scripts get ``_lib.lua`` first)."""
-    package = resources.files(__package__)
+    package = resources.files(__name__.rpartition(".")[0])
     text = package.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     if name in _WITH_LIB:
         text = package.joinpath("_lib.lua").read_text(encoding="utf-8") + "\n" + text

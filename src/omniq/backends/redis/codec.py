@@ -256,7 +256,7 @@ def _salvage(task_id: str, row: list[Any], exc: Exception) -> Task:
         exc,
         queue_name=field(lambda: _text(row[2]) or "default", "default"),
         priority=field(lambda: int(row[3]), 0),
-        status=field(lambda: TaskStatus(_text(row[1])), TaskStatus.FAILED),
+        status=field(lambda: TaskStatus(_text(row[1]) or ""), TaskStatus.FAILED),
         run_at=field(lambda: _epoch(row[4]), None),
         key=field(lambda: _text(row[12]), None),
         attempts=field(lambda: int(row[8]), 0),

@@ -45,7 +45,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Unpack
 
-from omniq._sync import SyncTwin
 from omniq.backends.redis.client import (
     Connected,
     LocalPeers,
@@ -63,7 +62,7 @@ from omniq.models import Task, TaskStatus
 from omniq.queue.base import CLAIMABLE, AsyncTaskQueue
 from omniq.serialization import Serializer
 
-__all__ = ["AsyncRedisTaskQueue", "RedisTaskQueue", "RedisTaskQueueConfig"]
+__all__ = ["AsyncRedisTaskQueue", "RedisTaskQueueConfig"]
 
 _PURGE_BATCH = 1000
 _SUBSCRIBE_WAIT = 1.0  # how long a waiter waits for the wake-up subscription to come up
@@ -370,7 +369,3 @@ def _from_hash(task_id: str, values: list[bytes | None]) -> Task | None:
     if values[0] is None:
         return None
     return _task_from_fields([task_id, *values[:-1]], values[-1])
-
-
-class RedisTaskQueue(SyncTwin, twin=AsyncRedisTaskQueue):
-    """Sync twin of :class:`AsyncRedisTaskQueue`."""

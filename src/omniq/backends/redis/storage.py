@@ -19,7 +19,6 @@ import time
 from datetime import datetime
 from typing import Unpack
 
-from omniq._sync import SyncTwin
 from omniq.backends.redis.client import (
     Connected,
     LocalPeers,
@@ -38,7 +37,6 @@ from omniq.storage.base import AsyncResultStorage
 __all__ = [
     "INLINE_RESULT_BYTES",
     "AsyncRedisResultStorage",
-    "RedisResultStorage",
     "RedisResultStorageConfig",
 ]
 
@@ -168,7 +166,3 @@ class AsyncRedisResultStorage(Connected, AsyncResultStorage):
                 end = offset + int(size)
                 self._waiters.wake(task_id, body[offset:end])
                 offset = end
-
-
-class RedisResultStorage(SyncTwin, twin=AsyncRedisResultStorage):
-    """Sync twin of :class:`AsyncRedisResultStorage`."""

@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from omniq._permissions import Modes, create_file, makedirs, modes_of, warn_if_shared
 from omniq.backends.sqlite import database_path
@@ -105,7 +105,7 @@ class Runner:
                 thread.start()
                 # An unclosed runner stops its thread when collected (the thread holds no
                 # reference to the runner, only to the job queue).
-                weakref.finalize(self, jobs.put, (_CLOSE, (), None, None))
+                weakref.finalize(self, jobs.put, cast(_Job, (_CLOSE, (), None, None)))
                 self._jobs, self._thread = jobs, thread
             jobs.put(job)
             if job[0] is _CLOSE:
@@ -213,6 +213,7 @@ def _serve(path: str, modes: Modes, jobs: queue.SimpleQueue[_Job]) -> None:
 def _run_jobs(conn: sqlite3.Connection, jobs: list[_Job]) -> None:
     """Run jobs, several in one transaction when there are several; deliver after the commit."""
     if len(jobs) > 1:
+        outcomes: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, Exception | None]]
         outcomes = []
         try:
             _retry(conn.execute, "BEGIN IMMEDIATE")

@@ -174,6 +174,12 @@ ON CONFLICT (project, task_id) DO UPDATE SET
 -- name: get_result
 SELECT data FROM omniq_results WHERE project = :project AND task_id = :task_id;
 
+-- name: results_present
+-- Which of the awaited task ids (:ids, a JSON array) have a result: the cross-process watch
+-- wakes only their waiters.
+SELECT task_id FROM omniq_results
+WHERE project = :project AND task_id IN (SELECT value FROM json_each(:ids));
+
 -- name: delete_result
 DELETE FROM omniq_results WHERE project = :project AND task_id = :task_id;
 

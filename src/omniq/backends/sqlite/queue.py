@@ -5,7 +5,7 @@ is one transaction on the queue's own connection thread. A claim is a single ``B
 transaction (SQLite's one writer at a time makes it atomic across processes): it picks
 candidates with ordered scans of partial indexes that hold only claimable rows, then marks them
 RUNNING with ``UPDATE ... RETURNING``. Idle workers are woken at once by writers in this process
-and, by polling ``PRAGMA data_version``, within a few tens of milliseconds by other processes.
+and within ~2 ms by other processes' commits (the process's watcher of the file: ``watch.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.sqlite.codec import (
     error_json,
     insert_rows,
@@ -30,6 +29,7 @@ from omniq.backends.sqlite.codec import (
 from omniq.backends.sqlite.connection import Connected, data_version, write
 from omniq.backends.sqlite.options import SQLiteConnection, SQLiteTaskQueueConfig
 from omniq.backends.sqlite.sql import QUERIES
+from omniq.backends.sqlite.watch import watcher
 from omniq.config import Settings
 from omniq.errors import StorageError
 from omniq.models import Task, TaskResult, TaskStatus, utcnow
@@ -40,9 +40,7 @@ from omniq.storage.base import AsyncResultStorage
 if TYPE_CHECKING:
     from omniq.backends.sqlite.storage import AsyncSQLiteResultStorage
 
-__all__ = ["AsyncSQLiteTaskQueue", "SQLiteTaskQueue"]
-
-_POLL_S = 0.025  # how often an idle waiter looks for commits by other processes
+__all__ = ["AsyncSQLiteTaskQueue"]
 
 
 @functools.cache
@@ -87,6 +85,7 @@ class AsyncSQLiteTaskQueue(Connected, AsyncTaskQueue):
         )
         self._open(**connection)
         self._signal = channel(("sqlite-queue", self.db_path, self.project_name))
+        self._moved = channel(("sqlite-commits", self.db_path))
         # What the last claim saw, so that a waiter wakes only for news after it.
         self._seen_version: int | None = None
         self._claim_queues: list[str] | None = self.queues
@@ -241,35 +240,48 @@ class AsyncSQLiteTaskQueue(Connected, AsyncTaskQueue):
         """Return when a task may have become available, or after ``timeout`` seconds.
 
         Writers in this process wake the waiter at once. Commits by other processes are seen by
-        polling ``PRAGMA data_version`` every 25 ms; after one, a quick indexed look decides
-        whether a task is due in ``queues`` (default: those of the last claim). The waiter also
-        returns when the next delayed task or lease comes due.
+        this process's watcher of the file within ~2 ms (:mod:`.watch`); after one, a quick
+        indexed look decides whether a task is due in ``queues`` (default: those of the last
+        claim). The waiter also returns when the next delayed task or lease comes due.
         """
         watched = list(queues) if queues is not None else self._claim_queues
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        woken = self._signal.subscribe()  # before looking, so no notification falls in between
+        # Both before looking, so no notification falls in between.
+        woken = self._signal.subscribe()
+        moved = self._watch_commits()
         try:
             version: int | None = None  # look once in full: delayed tasks change no version
             next_at: float | None = None
             while True:
                 now = utcnow().timestamp()
                 params = {"project": self.project_name, "now": now}
-                moved, version, due, found_next = await self._runner.run(
+                changed, version, due, found_next = await self._runner.run(
                     _poll, params, watched, version
                 )
-                if moved:
+                if changed:
                     next_at = found_next
                 remaining = deadline - loop.time()
                 if due or remaining <= 0 or (next_at is not None and next_at <= now):
                     return
                 if next_at is not None:
                     remaining = min(remaining, next_at - now + 0.001)
-                done, _ = await asyncio.wait({woken}, timeout=min(_POLL_S, remaining))
-                if done:
+                await asyncio.wait(
+                    {woken, moved}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if woken.done():
                     return
+                if moved.done():
+                    moved = self._watch_commits()
         finally:
             woken.cancel()
+            moved.cancel()
+
+    def _watch_commits(self) -> asyncio.Future[None]:
+        """A future resolved when another connection may have committed to the file."""
+        future = self._moved.subscribe()
+        watcher(self.db_path).watch(self._moved)
+        return future
 
 
 # --- transactions (run on the connection's thread) ----------------------------------------------
@@ -465,7 +477,3 @@ def _filters(
         clauses.append("AND status = :status")
         params["status"] = status.value
     return " ".join(clauses), params
-
-
-class SQLiteTaskQueue(SyncTwin, twin=AsyncSQLiteTaskQueue):
-    """Sync twin of :class:`AsyncSQLiteTaskQueue`."""

@@ -18,7 +18,7 @@ SCHEMA_VERSION = 2
 
 def load(filename: str) -> dict[str, str]:
     """The named sections of a ``.sql`` file of this package."""
-    return load_sections(__package__, filename)
+    return load_sections(__name__.rpartition(".")[0], filename)
 
 
 def statements(script: str) -> Iterator[str]:

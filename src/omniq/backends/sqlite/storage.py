@@ -2,13 +2,16 @@
 ``omniq/_sqlite/schema.sql``).
 
 Each object has its own connection thread; results, events and the task queue may share one
-database file. A result waiter in this process is woken as soon as any object on the same file
-and project writes that result; one in another process re-checks every 0.2 s.
+database file. A result waiter is woken as soon as any object on the same file and project in
+this process writes that result, and within ~2 ms of another process's commit of it (the
+process's watcher of the file: ``watch.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import sqlite3
 from collections.abc import Hashable
@@ -16,7 +19,6 @@ from datetime import datetime
 from typing import Any, Unpack
 
 from omniq._notify import channel
-from omniq._sync import SyncTwin
 from omniq.backends.sqlite.codec import ROW_ERRORS, event_from_row, event_params, to_epoch
 from omniq.backends.sqlite.connection import Connected, write
 from omniq.backends.sqlite.options import (
@@ -25,6 +27,7 @@ from omniq.backends.sqlite.options import (
     SQLiteResultStorageConfig,
 )
 from omniq.backends.sqlite.sql import QUERIES
+from omniq.backends.sqlite.watch import watcher
 from omniq.config import Settings
 from omniq.errors import StorageError
 from omniq.models import EventType, TaskEvent, TaskResult
@@ -34,8 +37,6 @@ from omniq.storage.base import AsyncEventStorage, AsyncResultStorage
 __all__ = [
     "AsyncSQLiteEventStorage",
     "AsyncSQLiteResultStorage",
-    "SQLiteEventStorage",
-    "SQLiteResultStorage",
 ]
 
 PathArg = str | os.PathLike[str]
@@ -59,6 +60,7 @@ class AsyncSQLiteResultStorage(Connected, AsyncResultStorage):
         super().__init__(project_name=project_name, serializer=serializer, settings=settings)
         self._open(**connection)
         self._signal = channel(("sqlite-results", self.db_path, self.project_name))
+        self._probe = functools.partial(_results_present, self.project_name)
 
     async def close(self) -> None:
         """Close the connection (it reopens on next use)."""
@@ -106,7 +108,9 @@ class AsyncSQLiteResultStorage(Connected, AsyncResultStorage):
         return await self._runner.run(_write, QUERIES["delete_expired_results"], params)
 
     def _result_signal(self, task_id: str) -> asyncio.Future[None] | None:
-        return self._signal.subscribe(task_id)
+        future = self._signal.subscribe(task_id)
+        watcher(self.db_path).watch(self._signal, self._probe)
+        return future
 
 
 class AsyncSQLiteEventStorage(Connected, AsyncEventStorage):
@@ -185,6 +189,12 @@ def _get_result(conn: sqlite3.Connection, params: dict[str, Any]) -> bytes | Non
     return row["data"]
 
 
+def _results_present(project: str, conn: sqlite3.Connection, task_ids: list[Hashable]) -> list[str]:
+    """Which of ``task_ids`` have a result (run on the watcher's connection)."""
+    params = {"project": project, "ids": json.dumps(task_ids)}
+    return [row[0] for row in conn.execute(QUERIES["results_present"], params)]
+
+
 def _query_events(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[TaskEvent]:
     events = []
     for row in conn.execute(sql, params).fetchall():
@@ -193,11 +203,3 @@ def _query_events(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) ->
         except ROW_ERRORS as exc:
             raise StorageError(f"event row {row['id']} is corrupt: {exc}") from exc
     return events
-
-
-class SQLiteResultStorage(SyncTwin, twin=AsyncSQLiteResultStorage):
-    """Sync twin of :class:`AsyncSQLiteResultStorage`."""
-
-
-class SQLiteEventStorage(SyncTwin, twin=AsyncSQLiteEventStorage):
-    """Sync twin of :class:`AsyncSQLiteEventStorage`."""

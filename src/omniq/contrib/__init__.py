@@ -1,0 +1,2 @@
+"""Integrations with frameworks (ASGI/FastAPI, Django): each in its own module or subpackage,
+importing its framework only there."""
