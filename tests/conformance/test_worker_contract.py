@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import taskfns
+from claimprobe import ClaimLoop
 from conftest import TESTS_DIR, Storages, stop_process, wait_until
 
 import omniq.workers.claiming as claiming
@@ -153,8 +154,11 @@ async def test_result_wait_wakes_promptly_and_times_out(storages: Storages) -> N
     q, results = storages.queue, storages.results
     with pytest.raises(TimeoutError):
         await results.get("missing", wait=True, timeout=0.2)
-    async with make_worker(storages, max_workers=2):
-        await asyncio.sleep(0.1)  # let the worker go idle first
+    worker = make_worker(storages, max_workers=2)
+    claim_loop = ClaimLoop(worker)
+    async with worker:
+        # The subject is an idle worker woken by the enqueue: wait until it waits for tasks.
+        await wait_until(claim_loop.idle, timeout=10)
         latencies = []
         for _ in range(5):
             started = time.perf_counter()
@@ -370,8 +374,11 @@ async def _attempts_are(q, task_id: str, attempts: int) -> bool:
 
 async def test_delayed_task_runs_on_time_with_a_long_poll_interval(storages: Storages) -> None:
     q, results = storages.queue, storages.results
-    async with make_worker(storages, poll_interval=30):
-        await asyncio.sleep(0.05)  # the worker is idle, waiting
+    worker = make_worker(storages, poll_interval=30)
+    claim_loop = ClaimLoop(worker)
+    async with worker:
+        # Idle first, waiting up to its 30 s poll: only the task's run_at can wake it in time.
+        await wait_until(claim_loop.idle, timeout=10)
         started = time.perf_counter()
         task_id = await q.enqueue(taskfns.noop, run_in=0.3)
         await results.get(task_id, wait=True, timeout=10)
@@ -399,7 +406,9 @@ async def test_claims_ahead_only_while_tasks_are_short(
     q, results = storages.queue, storages.results
     started, gate = tmp_path / "started", tmp_path / "gate"
     log = str(tmp_path / "ran.log")
-    async with make_worker(storages, "thread", max_workers=1, lease_timeout=1.5) as worker:
+    worker = make_worker(storages, "thread", max_workers=1, lease_timeout=1.5)
+    claim_loop = ClaimLoop(worker)
+    async with worker:
         first = await q.enqueue(taskfns.add, args=(1, 1))
         assert (await results.get(first, wait=True, timeout=10)).unwrap() == 2
         # Short so far: while the blocker runs, the next task is claimed ahead (how many more
@@ -421,7 +430,9 @@ async def test_claims_ahead_only_while_tasks_are_short(
         blocker = await q.enqueue(taskfns.wait_for_gate, args=(str(started), str(gate)))
         later = [await q.enqueue(taskfns.record, args=(log, 10 + i)) for i in range(2)]
         await wait_until(started.exists, timeout=10)
-        await asyncio.sleep(0.3)
+        # Claimed all it will: the loop waits for its only slot (a wait begun after the blocker
+        # was claimed, since it started), so nothing more is claimed before the gate opens.
+        await wait_until(claim_loop.full, timeout=10)
         assert await q.count(status=TaskStatus.RUNNING) == 1
         assert await q.count(status=TaskStatus.PENDING) == 2
         gate.write_text("open")
@@ -469,13 +480,15 @@ async def test_claim_ahead_off_claims_only_for_free_slots(
     short_tasks_below(5.0)  # so that only claim_ahead=False keeps it from claiming ahead
     q, results = storages.queue, storages.results
     started, gate = tmp_path / "started", tmp_path / "gate"
-    async with make_worker(storages, "thread", max_workers=1, claim_ahead=False) as worker:
+    worker = make_worker(storages, "thread", max_workers=1, claim_ahead=False)
+    claim_loop = ClaimLoop(worker)
+    async with worker:
         first = await q.enqueue(taskfns.add, args=(1, 1))
         assert (await results.get(first, wait=True, timeout=10)).unwrap() == 2
         await q.enqueue(taskfns.wait_for_gate, args=(str(started), str(gate)))
         others = [await q.enqueue(taskfns.add, args=(i, i)) for i in range(2)]
         await wait_until(started.exists, timeout=10)
-        await asyncio.sleep(0.3)
+        await wait_until(claim_loop.full, timeout=10)  # claimed all it will (see above)
         assert await q.count(status=TaskStatus.RUNNING) == 1
         gate.write_text("open")
         for task_id in others:
