@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import pytest
@@ -183,11 +184,13 @@ async def test_only_a_started_claim_counts_an_attempt(storages: Storages) -> Non
 async def test_renew_keeps_the_lease(storages: Storages) -> None:
     q = storages.queue
     task_id = await q.enqueue(taskfns.noop)
+    started = time.monotonic()
     await q.claim("w", lease_timeout=0.3)
     for _ in range(4):
         assert await q.renew("w", [task_id], 0.3) == {task_id}
         assert await q.claim("thief") == []
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the subject: time passes, the renewals keep the lease
+    assert time.monotonic() - started > 0.3  # held longer than one lease lasts
     assert await q.renew("thief", [task_id], 5) == set()
 
 
