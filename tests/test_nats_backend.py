@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 import taskfns
+from claimprobe import ClaimLoop
 from conftest import wait_until
 from servers.nats import NATSServer
 
@@ -112,11 +113,14 @@ async def test_idle_worker_wakes_on_an_enqueue_from_another_connection(
         servers=[nats_server.url], project_name=project, connect_options={"name": "reader"}
     )
     worker = AsyncWorker(queue=consumer, result_store=results, poll_interval=30)
+    claim_loop = ClaimLoop(worker)
     try:
         await producer.enqueue(taskfns.noop, queue_name="other")  # a pair the worker knows
         async with worker:
             await wait_until(lambda: worker.processed == 1, timeout=10)
-            await asyncio.sleep(0.1)  # idle now, waiting up to poll_interval (30 s)
+            # Idle after that task, waiting up to poll_interval (30 s): only the enqueue's
+            # wake-up can bring the next task in time.
+            await wait_until(lambda: claim_loop.idle(finished=1), timeout=10)
             started = time.perf_counter()
             task_id = await producer.enqueue(taskfns.add, args=(2, 3), queue_name="fresh")
             assert (await results.get(task_id, wait=True, timeout=10)).unwrap() == 5
@@ -229,7 +233,8 @@ async def test_result_wait_is_woken_by_a_write_from_another_connection(
     )
     try:
         waiter = asyncio.ensure_future(results.get("t1", wait=True, timeout=10))
-        await asyncio.sleep(0.2)  # the waiter is watching by now
+        # The waiter is watching (its key registered right before it looks, watch started).
+        await wait_until(lambda: bool(results._waiting), timeout=10)
         started = time.perf_counter()
         await writer.put(TaskResult(task_id="t1", status=TaskStatus.SUCCESS, value="v"))
         assert (await waiter).value == "v"
