@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import taskfns
+from claimprobe import ClaimLoop
 from conftest import wait_until
 
 from omniq.errors import ConfigError
@@ -149,6 +149,12 @@ def _queued_in_child(worker: AsyncProcessPoolWorker) -> int:
     return 0 if pool is None else sum(len(child.queued) for child in pool._children)
 
 
+def _waiting_in_parent(worker: AsyncProcessPoolWorker) -> int:
+    """How many tasks the pool holds in the parent for an idle child (white box, as above)."""
+    pool = worker._pool
+    return 0 if pool is None else len(pool._waiting)
+
+
 async def _exists(path: Path) -> bool:
     return path.exists()
 
@@ -229,7 +235,7 @@ async def test_prefetch_never_queues_a_task_with_a_timeout_behind_a_busy_child(
     gates = [tmp_path / "gate-0", tmp_path / "gate-1"]
     async with AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=2, prefetch=2, poll_interval=0.05
-    ):
+    ) as worker:
         blockers = []
         for n in range(2):  # one at a time: the first child gets the first, the second the next
             blockers.append(
@@ -245,7 +251,7 @@ async def test_prefetch_never_queues_a_task_with_a_timeout_behind_a_busy_child(
 
         # Claimed while both children are busy; had it been queued, then behind blocker 0.
         await wait_until(claimed, timeout=30)
-        await asyncio.sleep(0.2)  # handed to the pool
+        await wait_until(lambda: _waiting_in_parent(worker) == 1, timeout=30)  # in no pipe
         gates[1].write_text("go")  # only the second child becomes idle
         try:
             second_pid = (await results.get(blockers[1], wait=True, timeout=30)).unwrap()
@@ -264,20 +270,29 @@ async def test_prefetch_never_queues_a_task_with_a_timeout_behind_a_busy_child(
 async def test_a_task_with_a_timeout_does_not_time_out_waiting_for_a_child(
     stores, tmp_path: Path, prefetch: int
 ) -> None:
+    """With prefetch (tasks short so far), the worker claims the task while its only child is
+    busy and holds it in the parent: its timeout must not run while it waits there. Without
+    prefetch, it is not claimed until the child is free."""
     queue, results = stores
-    async with AsyncProcessPoolWorker(
+    worker = AsyncProcessPoolWorker(
         queue=queue, result_store=results, max_workers=1, prefetch=prefetch, poll_interval=0.05
-    ):
+    )
+    claim_loop = ClaimLoop(worker)
+    async with worker:
         blocker, gate = await _occupy_a_child(queue, tmp_path)
         timed = await queue.enqueue(taskfns.add, args=(20, 22), timeout=1, max_retries=0)
 
         async def claimed() -> bool:
             return (await queue.get_task(timed)).status is TaskStatus.RUNNING
 
-        # Claimed (a worker that claims it only for an idle child never does: then wait 2 s).
-        with contextlib.suppress(AssertionError):
-            await wait_until(claimed, timeout=2)
-        await asyncio.sleep(1.5)  # longer than its timeout, counted from the claim
+        if prefetch:
+            await wait_until(claimed, timeout=30)
+            await wait_until(lambda: _waiting_in_parent(worker) == 1, timeout=30)
+            await asyncio.sleep(1.5)  # the subject: longer than its timeout, counted from the claim
+        else:
+            # Its one slot taken by the blocker, the loop waits for it: the task stays pending.
+            await wait_until(claim_loop.full, timeout=30)
+            assert (await queue.get_task(timed)).status is TaskStatus.PENDING
         gate.write_text("go")
         assert (await results.get(blocker, wait=True, timeout=30)).status is TaskStatus.SUCCESS
         result = await results.get(timed, wait=True, timeout=30)
