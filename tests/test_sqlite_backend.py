@@ -267,8 +267,29 @@ async def test_two_objects_on_one_file_share_tasks_and_wake_each_other(db: str) 
         await consumer.close()
 
 
-async def test_wait_for_tasks_times_out_quietly(queue: AsyncSQLiteTaskQueue) -> None:
-    await asyncio.wait_for(queue.wait_for_tasks(0.05), 5)
+async def test_wait_for_tasks_lasts_its_timeout_when_nothing_comes(
+    queue: AsyncSQLiteTaskQueue,
+) -> None:
+    started = time.monotonic()
+    await asyncio.wait_for(queue.wait_for_tasks(0.3), 5)
+    assert 0.25 <= time.monotonic() - started < 2.0
+    assert await queue.claim("w") == []
+
+
+async def test_wait_for_tasks_returns_early_on_an_enqueue_or_a_due_task(
+    queue: AsyncSQLiteTaskQueue,
+) -> None:
+    waiting = asyncio.create_task(queue.wait_for_tasks(60))
+    started = time.monotonic()
+    task_id = await queue.enqueue(FUNC)
+    await asyncio.wait_for(waiting, 10)
+    assert time.monotonic() - started < 2.0  # woken by the write, not by the 60 s timeout
+    assert [t.id for t in await queue.claim("w")] == [task_id]
+    delayed = await queue.enqueue(FUNC, run_in=0.3)
+    started = time.monotonic()
+    await asyncio.wait_for(queue.wait_for_tasks(60), 10)  # until the delayed task is due
+    assert 0.2 <= time.monotonic() - started < 2.0
+    assert [t.id for t in await queue.claim("w")] == [delayed]
 
 
 def _enqueue_in_process(db: str, ready: Any) -> None:
