@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 
 import pytest
 import taskfns
+from conftest import wait_until_sync
 
 import omniq.config
 from omniq import OmniQ, ResultStore, TaskQueue
@@ -228,10 +228,7 @@ worker:
         assert oq.get_result(task_id, wait=True, timeout=10).unwrap() == 2
         assert oq.get_events(task_id=task_id) == []
         # The result is stored before the task is marked done (in another store here).
-        deadline = time.monotonic() + 10
-        while oq.count(status=TaskStatus.SUCCESS) != 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert oq.count(status=TaskStatus.SUCCESS) == 1
+        wait_until_sync(lambda: oq.count(status=TaskStatus.SUCCESS) == 1, timeout=10)
 
 
 @pytest.mark.parametrize(

@@ -419,7 +419,8 @@ async def test_mark_started_looks_up_each_row_by_key(
                 [utcnow()] * len(ahead),
             )
             assert len(written) == 8
-            await asyncio.sleep(0.1)  # the log messages come before the reply; to be sure
+            # Their log messages are delivered to listeners after the reply: wait for both.
+            await wait_until(lambda: _has_plans(plans), timeout=10)
             lock = [p for p in plans if "FOR UPDATE" in p and "LockRows" in p]
             update = [p for p in plans if "Update on omniq_tasks" in p]
             assert len(lock) == 1 and len(update) == 1, plans
@@ -428,6 +429,11 @@ async def test_mark_started_looks_up_each_row_by_key(
             assert "Seq Scan" not in update[0] and "Tid Scan" in update[0], update[0]
     finally:
         await conn.close()
+
+
+def _has_plans(plans: list[str]) -> bool:
+    """Whether the plans of the claim's row lock and of its update were both logged."""
+    return any("LockRows" in p for p in plans) and any("Update on omniq_tasks" in p for p in plans)
 
 
 async def test_mark_started_lands_on_a_row_renewed_while_it_waited(
