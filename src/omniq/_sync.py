@@ -72,12 +72,10 @@ class LoopThread:
                 "a sync OmniQ method was called from OmniQ's event-loop thread "
                 "(inside an async task?): use the Async* class and await it instead"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+        call = _Call(coro)
+        loop = self.loop
+        loop.call_soon_threadsafe(call.start, loop)
+        return call.result(loop)
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a plain function on the loop thread (so it binds to that loop); return its result."""
@@ -98,6 +96,52 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+
+
+class _Call(Generic[T]):
+    """One coroutine sent to the loop thread and waited for by the calling thread.
+
+    Lighter than ``run_coroutine_threadsafe`` (which chains a ``concurrent.futures.Future`` to
+    the task through two callbacks and a condition variable): the caller blocks on a plain
+    lock that the task's done callback releases, the only cross-thread step on the way back.
+    """
+
+    __slots__ = ("_coro", "_done", "_task")
+
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self._coro = coro
+        self._task: asyncio.Task[T] | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop thread: run the coroutine as a task."""
+        try:
+            self._task = loop.create_task(self._coro)
+        except BaseException:
+            self._done.release()
+            raise
+        self._task.add_done_callback(self._finished)
+
+    def _finished(self, _task: asyncio.Task[T]) -> None:
+        self._done.release()
+
+    def result(self, loop: asyncio.AbstractEventLoop) -> T:
+        """In the calling thread: wait for the task; interrupted, cancel it and re-raise."""
+        try:
+            self._done.acquire()
+        except BaseException:
+            loop.call_soon_threadsafe(self._cancel)
+            raise
+        if self._task is None:
+            raise LoopThreadError("the call could not be started on OmniQ's event loop")
+        return self._task.result()
+
+    def _cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        else:
+            self._coro.close()
 
 
 _portal = LoopThread()
