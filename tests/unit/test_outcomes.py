@@ -37,6 +37,7 @@ def test_every_final_status_has_its_event_and_honours_result_ttl(
     assert recorded.timestamp == result.finished_at
     assert (result.attempts, result.queue_name, result.schedule_id) == (2, "q", "s")
     assert (recorded.attempt, recorded.worker_id, recorded.duration) == (2, "w", 0.5)
+    assert (recorded.queue_name, recorded.schedule_id) == ("q", "s")
     assert recorded.error == result.error == error
 
 
